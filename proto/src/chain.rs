@@ -332,7 +332,9 @@ impl ForkProof {
         let hist = &self.key_history;
         if seq == 1 {
             if !hist.is_empty() {
-                return Err(ForkError::KeyHistory("must be empty for a fork at seq 1".into()));
+                return Err(ForkError::KeyHistory(
+                    "must be empty for a fork at seq 1".into(),
+                ));
             }
             return Ok(None);
         }
@@ -343,7 +345,9 @@ impl ForkProof {
             return Err(ForkError::KeyHistory("missing the first entry".into()));
         };
         if first.subject() != self.a.subject() {
-            return Err(ForkError::KeyHistory("first entry of another subject".into()));
+            return Err(ForkError::KeyHistory(
+                "first entry of another subject".into(),
+            ));
         }
         let mut head =
             ChainHead::genesis(first).map_err(|e| ForkError::KeyHistory(e.to_string()))?;
@@ -423,7 +427,11 @@ impl ForkProof {
 
 /// If `existing` and `incoming` are two different entries at the same (subject, seq), and both
 /// are valid under `key_history`, returns the fork proof.
-pub fn detect_fork(existing: &Entry, incoming: &Entry, key_history: Vec<Entry>) -> Option<ForkProof> {
+pub fn detect_fork(
+    existing: &Entry,
+    incoming: &Entry,
+    key_history: Vec<Entry>,
+) -> Option<ForkProof> {
     if existing.subject() != incoming.subject() || existing.seq() != incoming.seq() {
         return None;
     }

@@ -140,7 +140,12 @@ impl<'a> Reader<'a> {
         }
     }
 
-    fn string(&mut self, len: usize, max: usize, field: &'static str) -> Result<String, DecodeError> {
+    fn string(
+        &mut self,
+        len: usize,
+        max: usize,
+        field: &'static str,
+    ) -> Result<String, DecodeError> {
         if len > max {
             return Err(DecodeError::Length {
                 field,
@@ -191,7 +196,8 @@ pub fn decode_entry(bytes: &[u8]) -> Result<Entry, DecodeError> {
         return Err(DecodeError::UnknownVersion(version));
     }
     let kind_byte = r.u8("kind")?;
-    let kind = crate::entry::Kind::from_byte(kind_byte).ok_or(DecodeError::UnknownKind(kind_byte))?;
+    let kind =
+        crate::entry::Kind::from_byte(kind_byte).ok_or(DecodeError::UnknownKind(kind_byte))?;
     let subject = PublicKey::from_bytes(r.arr32("subject")?);
     let seq = r.u64("seq")?;
     let prev = Hash::from_bytes(r.arr32("prev")?);

@@ -487,13 +487,7 @@ fn check_form(c: &Content) -> Result<(), DecodeError> {
                 }
             }
             if let Some(j) = &k.jurisdiction {
-                check_str(
-                    "jurisdiction",
-                    j,
-                    2,
-                    MAX_JURISDICTION,
-                    is_jurisdiction_char,
-                )?;
+                check_str("jurisdiction", j, 2, MAX_JURISDICTION, is_jurisdiction_char)?;
             }
         }
     }

@@ -194,7 +194,11 @@ mod tests {
         assert_eq!(s.parse::<Hash>(), Ok(h));
         assert!(matches!(
             "ab".parse::<Hash>(),
-            Err(HexError::Length { expected: 64, found: 2, .. })
+            Err(HexError::Length {
+                expected: 64,
+                found: 2,
+                ..
+            })
         ));
         assert!(matches!(
             "AB".repeat(32).parse::<Hash>(),
