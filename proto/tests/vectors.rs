@@ -93,7 +93,7 @@ fn build() -> Value {
     side.time = c3.time;
     let f2a = c3.withdraw(brand_b, &["dpv:Personalisation"]);
     let f2b = side.grant(brand_b, &["dpv:ServicePersonalisation"]);
-    let fork = ForkProof::new(f2a, f2b, key_history(&[f1.clone()], 2)).expect("fork");
+    let fork = ForkProof::new(f2a, f2b, key_history(std::slice::from_ref(&f1), 2)).expect("fork");
 
     let mut reordered = c1.entries.clone();
     reordered.swap(1, 2);
