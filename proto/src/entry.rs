@@ -278,11 +278,11 @@ impl Content {
     /// Signs the content. The signer field must already name `key`'s public key.
     ///
     /// # Errors
-    /// A form error, or [`EntryError::Signature`] if `key` is not the named signer.
+    /// A form error, or [`EntryError::SignerMismatch`] if `key` is not the named signer.
     pub fn sign(self, key: &SecretKey) -> Result<Entry, EntryError> {
         self.check_form()?;
         if key.public_key() != self.signer {
-            return Err(EntryError::Signature(crate::error::SigError::Equation));
+            return Err(EntryError::SignerMismatch);
         }
         let signature = key.sign(&self.signing_input());
         Ok(Entry {

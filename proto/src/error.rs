@@ -184,6 +184,9 @@ pub enum EntryError {
     /// At seq 1 the signer must be the subject.
     #[error("the first entry must be signed by the subject key")]
     FirstSignerNotSubject,
+    /// The key given to sign with is not the signer the content names.
+    #[error("the signing key does not match the entry's signer field")]
+    SignerMismatch,
     /// The signature fails.
     #[error("bad signature: {0}")]
     Signature(#[from] SigError),

@@ -86,6 +86,15 @@ fn decode_key(key: &PublicKey) -> Result<EdwardsPoint, SigError> {
     )
 }
 
+fn decode_r(bytes: &[u8; 32]) -> Result<EdwardsPoint, SigError> {
+    decode_point(
+        bytes,
+        SigError::NonCanonicalR,
+        SigError::InvalidR,
+        SigError::SmallOrderR,
+    )
+}
+
 fn split(sig: &Signature) -> ([u8; 32], [u8; 32]) {
     let bytes = sig.as_bytes();
     let mut r = [0u8; 32];
@@ -107,12 +116,7 @@ fn parse(key: &PublicKey, message: &[u8], sig: &Signature) -> Result<Parsed, Sig
     let s = Option::<Scalar>::from(Scalar::from_canonical_bytes(s_bytes))
         .ok_or(SigError::NonCanonicalS)?;
     let a = decode_key(key)?;
-    let r = decode_point(
-        &r_bytes,
-        SigError::NonCanonicalR,
-        SigError::InvalidR,
-        SigError::SmallOrderR,
-    )?;
+    let r = decode_r(&r_bytes)?;
     let k = challenge(&r_bytes, key, message);
     Ok(Parsed { a, r, s, k })
 }
@@ -213,12 +217,7 @@ fn batch_equation(items: &[BatchItem<'_>]) -> Result<bool, SigError> {
             let a = decode_key(it.key)?;
             keys.insert(*it.key.as_bytes(), (a, Scalar::ZERO));
         }
-        let r = decode_point(
-            &r_bytes,
-            SigError::NonCanonicalR,
-            SigError::InvalidR,
-            SigError::SmallOrderR,
-        )?;
+        let r = decode_r(&r_bytes)?;
         let k = challenge(&r_bytes, it.key, it.message);
         transcript.update(k.as_bytes());
         transcript.update(r_bytes);
