@@ -217,11 +217,34 @@ pub fn verify_chain(entries: &[Entry]) -> Result<ChainHead, ChainError> {
     }
     // Signatures, in one batch over the entries before the structural failure.
     let upto = structural.as_ref().map_or(entries.len(), |(i, _)| *i);
-    let inputs: Vec<Vec<u8>> = entries[..upto]
+    if let Err((i, error)) = verify_entries(&entries[..upto]) {
+        return Err(ChainError::Entry {
+            seq: entries[i].seq(),
+            error,
+        });
+    }
+    if let Some((_, err)) = structural {
+        return Err(err);
+    }
+    head.ok_or(ChainError::NotFromStart { found: 0 })
+}
+
+/// Verifies the signatures of many entries at once (they need not form a chain: e.g. a node's
+/// whole log), in one batch; when the batch fails, each is checked alone to name the first bad one.
+/// Also applies the seq-1 rule (signed by the subject). Authorisation of the signer at its
+/// position is a chain question ([`ChainHead::check_authorised`]).
+///
+/// # Errors
+/// The index of the first invalid entry and why.
+pub fn verify_entries(entries: &[Entry]) -> Result<(), (usize, EntryError)> {
+    if let Some(i) = entries
         .iter()
-        .map(|e| e.content.signing_input())
-        .collect();
-    let items: Vec<BatchItem<'_>> = entries[..upto]
+        .position(|e| e.seq() == 1 && e.content.signer != e.content.subject)
+    {
+        return Err((i, EntryError::FirstSignerNotSubject));
+    }
+    let inputs: Vec<Vec<u8>> = entries.iter().map(|e| e.content.signing_input()).collect();
+    let items: Vec<BatchItem<'_>> = entries
         .iter()
         .zip(inputs.iter())
         .map(|(e, m)| BatchItem {
@@ -230,16 +253,7 @@ pub fn verify_chain(entries: &[Entry]) -> Result<ChainHead, ChainError> {
             signature: &e.signature,
         })
         .collect();
-    if let Err(b) = sig::verify_batch(&items) {
-        return Err(ChainError::Entry {
-            seq: entries[b.index].seq(),
-            error: EntryError::Signature(b.error),
-        });
-    }
-    if let Some((_, err)) = structural {
-        return Err(err);
-    }
-    head.ok_or(ChainError::NotFromStart { found: 0 })
+    sig::verify_batch(&items).map_err(|b| (b.index, EntryError::Signature(b.error)))
 }
 
 /// The entries a fork proof needs to show who could sign at `seq`: the chain's first entry and

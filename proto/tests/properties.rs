@@ -11,7 +11,11 @@ use proto::state::{ConsentState, Status};
 use proto::vocab::{self, TermKind};
 
 fn codes(kind: TermKind) -> Vec<String> {
-    vocab::v1().terms(kind).into_iter().map(|t| t.code.clone()).collect()
+    vocab::v1()
+        .terms(kind)
+        .into_iter()
+        .map(|t| t.code.clone())
+        .collect()
 }
 
 fn code_set(kind: TermKind, min: usize) -> impl Strategy<Value = Vec<String>> {
@@ -203,7 +207,10 @@ fn build_chain(ops: &[u8], subject: u8) -> Vec<Entry> {
             0 => b.grant(brand, &["dpv:Marketing"]),
             1 => b.withdraw(brand, &[]),
             2 => b.refuse(brand, &["dpv:Advertising"]),
-            _ if i > 0 => b.rotate(subject.wrapping_add(10 + i as u8), subject.wrapping_add(120 + i as u8)),
+            _ if i > 0 => b.rotate(
+                subject.wrapping_add(10 + i as u8),
+                subject.wrapping_add(120 + i as u8),
+            ),
             _ => b.grant(brand, &["dpv:ServiceProvision"]),
         };
     }
@@ -248,7 +255,12 @@ proptest! {
 
 /// The reference model: scan the chain backwards for the first entry of `controller` that touches
 /// `purpose`, straight from the rules in docs/PROTOCOL.md.
-fn reference(chain: &[Entry], controller: &PublicKey, purpose: &str, now: u64) -> (Status, Option<u64>) {
+fn reference(
+    chain: &[Entry],
+    controller: &PublicKey,
+    purpose: &str,
+    now: u64,
+) -> (Status, Option<u64>) {
     let v = vocab::v1();
     for e in chain.iter().rev() {
         let (k, grant) = match &e.content.body {
@@ -263,7 +275,9 @@ fn reference(chain: &[Entry], controller: &PublicKey, purpose: &str, now: u64) -
             k.purposes.iter().any(|q| v.covers(q, purpose))
         } else {
             k.purposes.is_empty()
-                || k.purposes.iter().any(|q| v.covers(q, purpose) || v.covers(purpose, q))
+                || k.purposes
+                    .iter()
+                    .any(|q| v.covers(q, purpose) || v.covers(purpose, q))
         };
         if !touches {
             continue;
@@ -338,7 +352,8 @@ fn state_examples() {
     let mut b = ChainBuilder::new(1, 2);
     b.grant(brand, &["dpv:Marketing"]);
     let s = ConsentState::fold(b.entries.iter());
-    let d = |s: &ConsentState, c: &PublicKey, p: &str| s.decide(c, p, T0 + 1).expect("purpose").status;
+    let d =
+        |s: &ConsentState, c: &PublicKey, p: &str| s.decide(c, p, T0 + 1).expect("purpose").status;
     assert_eq!(d(&s, &brand, "dpv:DirectMarketing"), Status::Given);
     assert_eq!(d(&s, &brand, "dpv:Marketing"), Status::Given);
     assert_eq!(d(&s, &brand, "dpv:ServiceProvision"), Status::Unknown);
@@ -369,7 +384,12 @@ fn rotation_retires_the_old_key_and_the_recovery_key_can_still_withdraw() {
     assert_eq!(head.signing_key, key(3).public_key());
     assert_eq!(head.recovery, recovery_commitment(&key(4).public_key()));
     let s = ConsentState::fold(b.entries.iter());
-    assert_eq!(s.decide(&brand, "dpv:Advertising", thief_time).expect("p").status, Status::Withdrawn);
+    assert_eq!(
+        s.decide(&brand, "dpv:Advertising", thief_time)
+            .expect("p")
+            .status,
+        Status::Withdrawn
+    );
     // The thief's next entry, signed by the retired key, is rejected.
     let mut thief = ChainBuilder::new(1, 2);
     thief.entries = b.entries.clone();
@@ -410,9 +430,15 @@ fn fork_proofs_check_alone() {
     let json = serde_json::to_string(&p).expect("json");
     assert_eq!(serde_json::from_str::<ForkProof>(&json).expect("parse"), p);
     // Not a fork: the same entry twice, or different seqs.
-    assert_eq!(ForkProof::new(a1.clone(), a1.clone(), vec![]), Err(ForkError::SameEntry));
+    assert_eq!(
+        ForkProof::new(a1.clone(), a1.clone(), vec![]),
+        Err(ForkError::SameEntry)
+    );
     let a2 = x.grant(brand, &["dpv:Advertising"]);
-    assert_eq!(ForkProof::new(a1.clone(), a2.clone(), vec![]), Err(ForkError::DifferentPosition));
+    assert_eq!(
+        ForkProof::new(a1.clone(), a2.clone(), vec![]),
+        Err(ForkError::DifferentPosition)
+    );
     // Fork after a rotation: needs the key history; entries by the retired key do not count.
     x.rotate(3, 4);
     let mut z = ChainBuilder::new(1, 2);
@@ -461,7 +487,10 @@ fn json_form_rejects_unknown_missing_and_misplaced_fields() {
     let mut unknown_code = v.clone();
     unknown_code["purposes"] = serde_json::json!(["dpv:Analytics"]);
     let err = serde_json::from_value::<Entry>(unknown_code).expect_err("unknown code");
-    assert!(err.to_string().contains("unknown code dpv:Analytics"), "{err}");
+    assert!(
+        err.to_string().contains("unknown code dpv:Analytics"),
+        "{err}"
+    );
     let mut big = v;
     big["seq"] = serde_json::json!(1u64 << 53);
     assert!(serde_json::from_value::<Entry>(big).is_err());
@@ -477,28 +506,79 @@ fn decoder_errors_are_precise() {
         Entry::from_bytes(&vec![1u8; 5000]),
         Err(DecodeError::TooLarge { len: 5000, .. })
     ));
-    assert!(matches!(Entry::from_bytes(&[]), Err(DecodeError::Truncated { field: "version" })));
+    assert!(matches!(
+        Entry::from_bytes(&[]),
+        Err(DecodeError::Truncated { field: "version" })
+    ));
     let mut k = bytes.clone();
     k[1] = 9;
     assert_eq!(Entry::from_bytes(&k), Err(DecodeError::UnknownKind(9)));
     let mut t = bytes.clone();
     t.extend_from_slice(&[0, 0]);
-    assert_eq!(Entry::from_bytes(&t), Err(DecodeError::TrailingBytes { count: 2 }));
+    assert_eq!(
+        Entry::from_bytes(&t),
+        Err(DecodeError::TrailingBytes { count: 2 })
+    );
     // Recovery tag (offset 1+1+32+8+32+8+32 = 114) set to 2.
     let mut r = bytes.clone();
     r[114] = 2;
-    assert_eq!(Entry::from_bytes(&r), Err(DecodeError::BadOptionTag { field: "recovery", tag: 2 }));
+    assert_eq!(
+        Entry::from_bytes(&r),
+        Err(DecodeError::BadOptionTag {
+            field: "recovery",
+            tag: 2
+        })
+    );
     // seq 0.
     let mut c = e.content.clone();
     c.seq = 0;
-    assert!(matches!(c.check_form(), Err(DecodeError::OutOfRange { field: "seq", .. })));
+    assert!(matches!(
+        c.check_form(),
+        Err(DecodeError::OutOfRange { field: "seq", .. })
+    ));
     // Grants need a purpose; valid_until only on grants and after issued_at.
     let mut g = consent(key(0xa1).public_key(), &[]);
-    let content = |body| Content { body, ..e.content.clone() };
-    assert_eq!(content(Body::Grant(g.clone())).check_form(), Err(DecodeError::NoPurposes));
+    let content = |body| Content {
+        body,
+        ..e.content.clone()
+    };
+    assert_eq!(
+        content(Body::Grant(g.clone())).check_form(),
+        Err(DecodeError::NoPurposes)
+    );
     g.purposes = vec!["dpv:Marketing".into()];
     g.valid_until = Some(e.content.issued_at);
-    assert_eq!(content(Body::Grant(g.clone())).check_form(), Err(DecodeError::ValidUntilNotAfterIssue));
+    assert_eq!(
+        content(Body::Grant(g.clone())).check_form(),
+        Err(DecodeError::ValidUntilNotAfterIssue)
+    );
     g.valid_until = Some(e.content.issued_at + 1);
-    assert_eq!(content(Body::Withdraw(g)).check_form(), Err(DecodeError::ValidUntilNotAllowed));
+    assert_eq!(
+        content(Body::Withdraw(g)).check_form(),
+        Err(DecodeError::ValidUntilNotAllowed)
+    );
+}
+
+#[test]
+fn verify_entries_names_the_first_bad_entry_of_a_log() {
+    let mut log: Vec<Entry> = flip_corpus().to_vec();
+    assert_eq!(proto::chain::verify_entries(&log), Ok(()));
+    // Re-sign entry 17 with a different key than it names: its signature no longer verifies.
+    let mut bad = log[17].clone();
+    bad.signature = key(200).sign(&bad.content.signing_input());
+    log[17] = bad;
+    let (i, err) = proto::chain::verify_entries(&log).expect_err("bad signature");
+    assert_eq!(i, 17);
+    assert_eq!(err, proto::EntryError::Signature(proto::SigError::Equation));
+    // The same entry in a chain is named by seq.
+    let brand = key(0xa1).public_key();
+    let mut b = ChainBuilder::new(1, 2);
+    b.grant(brand, &["dpv:Marketing"]);
+    b.withdraw(brand, &[]);
+    b.grant(brand, &["dpv:Advertising"]);
+    b.entries[1].signature = key(200).sign(&b.entries[1].content.signing_input());
+    assert!(matches!(
+        proto::verify_chain(&b.entries),
+        Err(proto::ChainError::Entry { seq: 2, .. })
+    ));
 }
