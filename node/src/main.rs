@@ -1,24 +1,189 @@
-//! `consent-node`: the peer node of consent-ledger.
-//!
-//! This is the thin first version: it explains itself and prints its version. The durable store,
-//! verified ingest, HTTP API and replication land with their issues (see README.md).
+//! `consent-node`: the peer node of consent-ledger (see the library docs and README.md).
 
-use clap::Parser;
+use std::net::SocketAddr;
+use std::path::PathBuf;
 
-/// consent-ledger peer node (early version: storage, HTTP API and replication are not built yet).
+use anyhow::Context;
+use clap::{Parser, Subcommand};
+use node::config::FileConfig;
+use tokio_util::sync::CancellationToken;
+
+/// consent-ledger peer node: keeps customers' signed consent chains, verifies every entry, and
+/// answers brands' consent checks over HTTP.
 ///
-/// A node replicates customers' signed consent chains, verifies every entry and answers brands'
-/// "may I use this data for this purpose?" questions over HTTP.
+/// With no arguments it runs on its embedded default: a sled store in the XDG data dir
+/// (~/.local/share/consent-ledger, or $CONSENT_DATA_DIR) and HTTP on 127.0.0.1:7411.
+///
+/// Examples:
+///   consent-node
+///   consent-node run --data-dir /var/lib/consent --http 127.0.0.1:8080
+///   consent-node run --config node.toml
+///   consent-node check --data-dir /var/lib/consent
 #[derive(Parser, Debug)]
-#[command(name = "consent-node", version, about, long_about = None)]
-struct Cli {}
+#[command(
+    name = "consent-node",
+    version,
+    about,
+    long_about,
+    verbatim_doc_comment
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Option<Command>,
+}
 
-fn main() -> anyhow::Result<()> {
-    let _cli = Cli::parse();
-    println!(
-        "consent-node {}: the node's store, HTTP API and replication are not built yet; \
-         this build only verifies entries through the proto crate. See README.md.",
-        env!("CARGO_PKG_VERSION")
-    );
-    Ok(())
+#[derive(clap::Args, Debug, Default)]
+struct RunArgs {
+    /// TOML config file (keys: data_dir, http, p2p, bootstrap, log, clock_offset_ms, pending_max,
+    /// pending_ttl_secs). Flags override it.
+    #[arg(long, short)]
+    config: Option<PathBuf>,
+    /// Data directory (store and node key).
+    #[arg(long, env = "CONSENT_DATA_DIR")]
+    data_dir: Option<PathBuf>,
+    /// HTTP listen address (port 0 picks a free port; the bound address is printed).
+    #[arg(long)]
+    http: Option<SocketAddr>,
+    /// p2p listen multiaddr (reserved: replication is not built yet).
+    #[arg(long)]
+    p2p: Option<String>,
+    /// Bootstrap peer multiaddr (repeatable; reserved).
+    #[arg(long)]
+    bootstrap: Vec<String>,
+    /// Log filter, e.g. `info` or `node=debug` (RUST_LOG wins when set).
+    #[arg(long)]
+    log: Option<String>,
+    /// Shift the node's clock by this many milliseconds (tests and drills only).
+    #[arg(long, allow_hyphen_values = true)]
+    clock_offset_ms: Option<i64>,
+}
+
+#[derive(Subcommand, Debug)]
+enum Command {
+    /// Run the node (the default).
+    Run(RunArgs),
+    /// Verify the whole store offline: every entry, chain, log position and derived record.
+    /// Exits 0 when intact, 1 when damaged.
+    Check {
+        /// Data directory.
+        #[arg(long, env = "CONSENT_DATA_DIR")]
+        data_dir: Option<PathBuf>,
+        /// Rebuild the derived indexes from the entries before checking.
+        #[arg(long)]
+        rebuild: bool,
+    },
+}
+
+fn init_logs(filter: &str) {
+    let env = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(filter));
+    tracing_subscriber::fmt()
+        .with_env_filter(env)
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+        .init();
+}
+
+fn main() {
+    let cli = Cli::parse();
+    let code = match cli.command.unwrap_or(Command::Run(RunArgs::default())) {
+        Command::Run(args) => match run(args) {
+            Ok(()) => 0,
+            Err(e) => {
+                eprintln!("consent-node: error: {e:#}");
+                2
+            }
+        },
+        Command::Check { data_dir, rebuild } => match check(data_dir, rebuild) {
+            Ok(n) => {
+                println!("store intact: {n} entries verified");
+                0
+            }
+            Err(e) => {
+                eprintln!("consent-node: store check failed: {e:#}");
+                1
+            }
+        },
+    };
+    std::process::exit(code);
+}
+
+fn run(args: RunArgs) -> anyhow::Result<()> {
+    let mut file = match &args.config {
+        Some(p) => FileConfig::load(p)?,
+        None => FileConfig::default(),
+    };
+    if args.data_dir.is_some() {
+        file.data_dir = args.data_dir;
+    }
+    if args.http.is_some() {
+        file.http = args.http;
+    }
+    if args.p2p.is_some() {
+        file.p2p = args.p2p;
+    }
+    if !args.bootstrap.is_empty() {
+        file.bootstrap = Some(args.bootstrap);
+    }
+    if args.log.is_some() {
+        file.log = args.log;
+    }
+    if args.clock_offset_ms.is_some() {
+        file.clock_offset_ms = args.clock_offset_ms;
+    }
+    let config = file.resolve()?;
+    init_logs(&config.log);
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("starting the async runtime")?;
+    runtime.block_on(async move {
+        let shutdown = CancellationToken::new();
+        let signal = shutdown.clone();
+        tokio::spawn(async move {
+            wait_for_signal().await;
+            tracing::info!("shutdown signal received");
+            signal.cancel();
+        });
+        node::run(config, shutdown).await
+    })
+}
+
+async fn wait_for_signal() {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{signal, SignalKind};
+        match signal(SignalKind::terminate()) {
+            Ok(mut term) => {
+                tokio::select! {
+                    _ = tokio::signal::ctrl_c() => {}
+                    _ = term.recv() => {}
+                }
+            }
+            Err(_) => {
+                let _ = tokio::signal::ctrl_c().await;
+            }
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = tokio::signal::ctrl_c().await;
+    }
+}
+
+fn check(data_dir: Option<PathBuf>, rebuild: bool) -> anyhow::Result<u64> {
+    let dir = data_dir
+        .unwrap_or_else(node::config::default_data_dir)
+        .join("store");
+    if !dir.exists() {
+        anyhow::bail!("no store at {}", dir.display());
+    }
+    let store = node::store::SledStore::open(&dir)
+        .with_context(|| format!("opening the store in {}", dir.display()))?;
+    if rebuild {
+        store
+            .rebuild_derived()
+            .context("rebuilding the derived indexes")?;
+    }
+    Ok(store.verify_all()?)
 }

@@ -107,7 +107,15 @@ impl ChainHead {
         Self::genesis_unverified(first)
     }
 
-    fn genesis_unverified(first: &Entry) -> Result<ChainHead, ChainError> {
+    /// Starts a chain from a first entry whose signature the caller has already verified (e.g. in
+    /// a batch): checks seq, signer and recovery commitment, not the signature.
+    ///
+    /// # Errors
+    /// [`ChainError::NotFromStart`] or [`ChainError::Entry`].
+    pub fn genesis_unverified(first: &Entry) -> Result<ChainHead, ChainError> {
+        if first.seq() != 1 {
+            return Err(ChainError::NotFromStart { found: first.seq() });
+        }
         let c = &first.content;
         if c.signer != c.subject {
             return Err(ChainError::Entry {

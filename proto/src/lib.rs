@@ -13,6 +13,7 @@
 //! - [`chain`]: entry, link and chain verification; key rotation; fork proofs.
 //! - [`state`]: folding a chain into consent decisions.
 //! - [`vocab`]: DPV purposes, legal bases, data categories; the TCF v2.2 mapping.
+//! - [`api`]: HTTP data-transfer types shared by node and client.
 //! - [`error`]: one error enum per concern.
 //!
 //! # Example
@@ -55,6 +56,7 @@
 
 #![deny(missing_docs)]
 
+pub mod api;
 pub mod chain;
 pub mod encoding;
 pub mod entry;

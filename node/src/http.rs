@@ -1,0 +1,676 @@
+//! The HTTP API (axum), JSON under `/v1`; see docs/API.md and `/openapi.json`.
+//!
+//! This module owns the one mapping from errors to status codes. Every error body is JSON
+//! `{error, message}`; request bodies are bounded; every parameter is parsed with a precise 400.
+
+use std::convert::Infallible;
+use std::time::{Duration, Instant};
+
+use axum::body::Bytes;
+use axum::extract::rejection::{BytesRejection, JsonRejection, QueryRejection};
+use axum::extract::{DefaultBodyLimit, Path, Query, State};
+use axum::http::{header, HeaderMap, StatusCode};
+use axum::response::sse::{Event, KeepAlive, Sse};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use futures_util::Stream;
+use proto::api::{
+    BatchAnswer, BatchCheckRequest, BatchCheckResponse, ChainResponse, CheckQuery, CheckResponse,
+    ConsentEvent, ConsentItem, ConsentsResponse, EntryRecord, ErrorBody, LogLine, NodeInfo,
+    SubmitResponse, SubmitStatus, Verdict,
+};
+use proto::chain::ForkProof;
+use proto::entry::{Entry, MAX_ENTRY_BYTES};
+use proto::keys::{Hash, PublicKey};
+use proto::state::Status;
+use serde::Deserialize;
+use tokio::sync::mpsc;
+use tokio_stream::wrappers::ReceiverStream;
+use tokio_stream::StreamExt;
+use utoipa::OpenApi;
+
+use crate::ledger::{IngestError, Ledger, QueryError};
+use crate::store::Store;
+
+/// Largest request body (JSON entries are a few KiB; batch checks up to 1,000 questions).
+pub const MAX_BODY: usize = 512 * 1024;
+/// Largest JSON body for one entry.
+pub const MAX_ENTRY_JSON: usize = 64 * 1024;
+/// Most questions in one batch check.
+pub const MAX_BATCH: usize = 1000;
+/// Most entries returned by one chain or log page.
+pub const MAX_PAGE: usize = 1000;
+
+/// Shared state of the handlers.
+#[derive(Clone)]
+pub struct AppState {
+    /// The ledger.
+    pub ledger: Ledger,
+    /// The node's public key.
+    pub node_key: PublicKey,
+}
+
+/// An error response.
+#[derive(Debug)]
+pub struct ApiError {
+    status: StatusCode,
+    code: &'static str,
+    message: String,
+    fork_proof: Option<Box<ForkProof>>,
+}
+
+impl ApiError {
+    fn new(status: StatusCode, code: &'static str, message: impl Into<String>) -> Self {
+        ApiError {
+            status,
+            code,
+            message: message.into(),
+            fork_proof: None,
+        }
+    }
+
+    fn bad_request(message: impl Into<String>) -> Self {
+        Self::new(StatusCode::BAD_REQUEST, "bad_request", message)
+    }
+
+    fn not_found(message: impl Into<String>) -> Self {
+        Self::new(StatusCode::NOT_FOUND, "not_found", message)
+    }
+
+    fn body(&self) -> ErrorBody {
+        ErrorBody {
+            error: self.code.to_owned(),
+            message: self.message.clone(),
+            fork_proof: self.fork_proof.clone(),
+        }
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        (self.status, Json(self.body())).into_response()
+    }
+}
+
+impl From<IngestError> for ApiError {
+    fn from(e: IngestError) -> Self {
+        match e {
+            IngestError::Invalid(m) => ApiError::new(StatusCode::BAD_REQUEST, "invalid_entry", m),
+            IngestError::Fork(proof) => ApiError {
+                status: StatusCode::CONFLICT,
+                code: "fork",
+                message: IngestError::Fork(proof.clone()).to_string(),
+                fork_proof: Some(proof),
+            },
+            e @ (IngestError::PendingFull | IngestError::ReadOnly) => ApiError::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "unavailable",
+                e.to_string(),
+            ),
+            IngestError::Storage(e) => {
+                tracing::error!(error = %e, "storage error");
+                ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "storage", e.to_string())
+            }
+        }
+    }
+}
+
+impl From<QueryError> for ApiError {
+    fn from(e: QueryError) -> Self {
+        match e {
+            QueryError::BadRequest(m) => ApiError::bad_request(m),
+            QueryError::Storage(e) => {
+                tracing::error!(error = %e, "storage error");
+                ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "storage", e.to_string())
+            }
+        }
+    }
+}
+
+impl From<crate::store::StoreError> for ApiError {
+    fn from(e: crate::store::StoreError) -> Self {
+        QueryError::Storage(e).into()
+    }
+}
+
+type ApiResult<T> = Result<T, ApiError>;
+
+fn parse_key(field: &str, s: &str) -> ApiResult<PublicKey> {
+    s.parse()
+        .map_err(|e| ApiError::bad_request(format!("{field}: {e}")))
+}
+
+fn query<T>(q: Result<Query<T>, QueryRejection>) -> ApiResult<T> {
+    q.map(|Query(t)| t)
+        .map_err(|e| ApiError::bad_request(e.body_text()))
+}
+
+/// Parses an RFC 3339 time into ms since the Unix epoch.
+fn parse_time(s: &str) -> ApiResult<u64> {
+    let t = time::OffsetDateTime::parse(s, &time::format_description::well_known::Rfc3339)
+        .map_err(|e| ApiError::bad_request(format!("at: not an RFC 3339 time ({e})")))?;
+    let ms = t.unix_timestamp_nanos() / 1_000_000;
+    u64::try_from(ms).map_err(|_| ApiError::bad_request("at: before 1970"))
+}
+
+/// The OpenAPI document, generated from the handlers and types below.
+#[derive(OpenApi)]
+#[openapi(
+    info(
+        title = "consent-node",
+        description = "consent-ledger node API; see docs/API.md"
+    ),
+    paths(
+        submit_entry,
+        check_one,
+        check_batch,
+        subject_entries,
+        subject_consents,
+        entry_by_hash,
+        log_entries,
+        events,
+        healthz,
+        node_info,
+        metrics
+    ),
+    components(schemas(
+        ErrorBody,
+        SubmitResponse,
+        SubmitStatus,
+        CheckResponse,
+        Verdict,
+        CheckQuery,
+        BatchCheckRequest,
+        BatchCheckResponse,
+        BatchAnswer,
+        EntryRecord,
+        ChainResponse,
+        ConsentItem,
+        ConsentsResponse,
+        NodeInfo,
+        ConsentEvent,
+        LogLine
+    ))
+)]
+pub struct ApiDoc;
+
+/// The router.
+pub fn router(state: AppState) -> Router {
+    Router::new()
+        .route("/v1/entries", post(submit_entry))
+        .route("/v1/entries/{hash}", get(entry_by_hash))
+        .route("/v1/consent/check", get(check_one).post(check_batch))
+        .route("/v1/subjects/{subject}/entries", get(subject_entries))
+        .route("/v1/subjects/{subject}/consents", get(subject_consents))
+        .route("/v1/log/entries", get(log_entries))
+        .route("/v1/events", get(events))
+        .route("/v1/node/info", get(node_info))
+        .route("/healthz", get(healthz))
+        .route("/metrics", get(metrics))
+        .route("/openapi.json", get(openapi))
+        .fallback(|| async { ApiError::not_found("no such endpoint") })
+        .layer(DefaultBodyLimit::max(MAX_BODY))
+        .with_state(state)
+}
+
+/// Submit one signed entry.
+#[utoipa::path(post, path = "/v1/entries",
+    request_body(content = String, description = "The entry's JSON form (application/json) or its canonical bytes (application/octet-stream)"),
+    responses(
+        (status = 201, description = "Stored durably", body = SubmitResponse),
+        (status = 200, description = "Already stored", body = SubmitResponse),
+        (status = 202, description = "Waiting for its predecessor; not in the ledger", body = SubmitResponse),
+        (status = 400, description = "Invalid entry", body = ErrorBody),
+        (status = 409, description = "Fork: the body carries the proof", body = ErrorBody),
+        (status = 413, description = "Too large", body = ErrorBody),
+        (status = 503, description = "Read-only or pending area full", body = ErrorBody)))]
+async fn submit_entry(
+    State(st): State<AppState>,
+    headers: HeaderMap,
+    body: Result<Bytes, BytesRejection>,
+) -> ApiResult<(StatusCode, Json<SubmitResponse>)> {
+    let body = body.map_err(|e| {
+        if e.status() == StatusCode::PAYLOAD_TOO_LARGE {
+            ApiError::new(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                "too_large",
+                "request body is too large",
+            )
+        } else {
+            ApiError::bad_request(e.body_text())
+        }
+    })?;
+    let content_type = headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("application/json");
+    let entry = if content_type.starts_with("application/octet-stream") {
+        if body.len() > MAX_ENTRY_BYTES {
+            return Err(ApiError::new(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                "too_large",
+                format!(
+                    "an entry is at most {MAX_ENTRY_BYTES} bytes; got {}",
+                    body.len()
+                ),
+            ));
+        }
+        Entry::from_bytes(&body)
+            .map_err(|e| ApiError::new(StatusCode::BAD_REQUEST, "invalid_entry", e.to_string()))?
+    } else if content_type.starts_with("application/json") {
+        if body.len() > MAX_ENTRY_JSON {
+            return Err(ApiError::new(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                "too_large",
+                format!("an entry's JSON form is at most {MAX_ENTRY_JSON} bytes"),
+            ));
+        }
+        serde_json::from_slice::<Entry>(&body)
+            .map_err(|e| ApiError::new(StatusCode::BAD_REQUEST, "invalid_entry", e.to_string()))?
+    } else {
+        return Err(ApiError::new(
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            "unsupported_media_type",
+            "send application/json or application/octet-stream",
+        ));
+    };
+    let hash = entry.hash();
+    let subject = entry.subject();
+    let seq = entry.seq();
+    let out = st.ledger.submit(entry).await.map_err(|e| {
+        tracing::debug!(%subject, seq, error = %e, "entry refused");
+        ApiError::from(e)
+    })?;
+    let code = match out.status {
+        SubmitStatus::Stored => StatusCode::CREATED,
+        SubmitStatus::Duplicate => StatusCode::OK,
+        SubmitStatus::Pending => StatusCode::ACCEPTED,
+    };
+    Ok((
+        code,
+        Json(SubmitResponse {
+            status: out.status,
+            hash,
+            subject,
+            seq,
+            log_index: out.log_index,
+        }),
+    ))
+}
+
+fn answer(st: &AppState, q: &CheckQuery) -> ApiResult<CheckResponse> {
+    let subject = parse_key("subject", &q.subject)?;
+    let controller = parse_key("controller", &q.controller)?;
+    let at = q.at.as_deref().map(parse_time).transpose()?;
+    Ok(st.ledger.check(&subject, &controller, &q.purpose, at)?)
+}
+
+/// May `controller` use `subject`'s data for `purpose` now (or at `at`)?
+#[utoipa::path(get, path = "/v1/consent/check", params(CheckQuery),
+    responses((status = 200, body = CheckResponse), (status = 400, body = ErrorBody)))]
+async fn check_one(
+    State(st): State<AppState>,
+    q: Result<Query<CheckQuery>, QueryRejection>,
+) -> ApiResult<Json<CheckResponse>> {
+    let q = query(q)?;
+    let started = Instant::now();
+    let r = answer(&st, &q);
+    st.ledger
+        .metrics()
+        .check_seconds
+        .observe(started.elapsed().as_secs_f64());
+    r.map(Json)
+}
+
+/// Up to 1,000 questions at once; answers in question order.
+#[utoipa::path(post, path = "/v1/consent/check", request_body = BatchCheckRequest,
+    responses((status = 200, body = BatchCheckResponse), (status = 400, body = ErrorBody)))]
+async fn check_batch(
+    State(st): State<AppState>,
+    body: Result<Json<BatchCheckRequest>, JsonRejection>,
+) -> ApiResult<Json<BatchCheckResponse>> {
+    let Json(req) = body.map_err(|e| {
+        if e.status() == StatusCode::PAYLOAD_TOO_LARGE {
+            ApiError::new(StatusCode::PAYLOAD_TOO_LARGE, "too_large", e.body_text())
+        } else {
+            ApiError::bad_request(e.body_text())
+        }
+    })?;
+    if req.questions.len() > MAX_BATCH {
+        return Err(ApiError::bad_request(format!(
+            "at most {MAX_BATCH} questions per batch; got {}",
+            req.questions.len()
+        )));
+    }
+    let started = Instant::now();
+    let answers = req
+        .questions
+        .iter()
+        .map(|q| match answer(&st, q) {
+            Ok(a) => BatchAnswer::Answer(a),
+            Err(e) => BatchAnswer::Error(e.body()),
+        })
+        .collect();
+    st.ledger
+        .metrics()
+        .check_seconds
+        .observe(started.elapsed().as_secs_f64());
+    Ok(Json(BatchCheckResponse { answers }))
+}
+
+#[derive(Debug, Deserialize)]
+struct ChainParams {
+    from_seq: Option<u64>,
+    limit: Option<usize>,
+}
+
+fn record(st: &AppState, e: Entry) -> ApiResult<EntryRecord> {
+    let hash = e.hash();
+    let log_index = st.ledger.store().locate(&hash)?.map_or(0, |l| l.log_index);
+    Ok(EntryRecord {
+        hash,
+        log_index,
+        hex: hex::encode(e.to_bytes()),
+        entry: e,
+    })
+}
+
+/// The subject's chain from `from_seq` (default 1), at most `limit` (default and maximum 1,000).
+#[utoipa::path(get, path = "/v1/subjects/{subject}/entries",
+    params(("subject" = String, Path), ("from_seq" = Option<u64>, Query), ("limit" = Option<usize>, Query)),
+    responses((status = 200, body = ChainResponse), (status = 400, body = ErrorBody)))]
+async fn subject_entries(
+    State(st): State<AppState>,
+    Path(subject): Path<String>,
+    q: Result<Query<ChainParams>, QueryRejection>,
+) -> ApiResult<Json<ChainResponse>> {
+    let subject = parse_key("subject", &subject)?;
+    let q = query(q)?;
+    let limit = q.limit.unwrap_or(MAX_PAGE).min(MAX_PAGE);
+    let store = st.ledger.store();
+    let rec = store.subject(&subject)?;
+    let entries = store
+        .chain(&subject, q.from_seq.unwrap_or(1), limit)?
+        .into_iter()
+        .map(|e| record(&st, e))
+        .collect::<ApiResult<Vec<_>>>()?;
+    Ok(Json(ChainResponse {
+        subject,
+        head_seq: rec.as_ref().map_or(0, |r| r.head.seq),
+        forked: rec.as_ref().is_some_and(|r| r.forked),
+        entries,
+    }))
+}
+
+/// The subject's current state per controller and purpose named in its chain.
+#[utoipa::path(get, path = "/v1/subjects/{subject}/consents", params(("subject" = String, Path)),
+    responses((status = 200, body = ConsentsResponse), (status = 400, body = ErrorBody)))]
+async fn subject_consents(
+    State(st): State<AppState>,
+    Path(subject): Path<String>,
+) -> ApiResult<Json<ConsentsResponse>> {
+    let subject = parse_key("subject", &subject)?;
+    let now = st.ledger.clock().now_ms();
+    let rec = st.ledger.store().subject(&subject)?;
+    let (head_seq, forked, consents) = match rec {
+        None => (0, false, vec![]),
+        Some(r) => {
+            let items = r
+                .consent
+                .all(now)
+                .into_iter()
+                .map(|(controller, purpose, d)| {
+                    let status = if r.forked { Status::Forked } else { d.status };
+                    ConsentItem {
+                        controller,
+                        purpose,
+                        decision: Verdict::from_status(status),
+                        status: status.dpv().to_owned(),
+                        seq: d.seq,
+                        hash: d.hash,
+                        valid_until: d.valid_until,
+                    }
+                })
+                .collect();
+            (r.head.seq, r.forked, items)
+        }
+    };
+    Ok(Json(ConsentsResponse {
+        subject,
+        head_seq,
+        forked,
+        consents,
+        at: now,
+    }))
+}
+
+/// One entry by hash.
+#[utoipa::path(get, path = "/v1/entries/{hash}", params(("hash" = String, Path)),
+    responses((status = 200, body = EntryRecord), (status = 404, body = ErrorBody)))]
+async fn entry_by_hash(
+    State(st): State<AppState>,
+    Path(hash): Path<String>,
+) -> ApiResult<Json<EntryRecord>> {
+    let hash: Hash = hash
+        .parse()
+        .map_err(|e| ApiError::bad_request(format!("hash: {e}")))?;
+    let store = st.ledger.store();
+    let loc = store
+        .locate(&hash)?
+        .ok_or_else(|| ApiError::not_found(format!("no entry {hash}")))?;
+    let e = store
+        .entry(&loc.subject, loc.seq)?
+        .filter(|e| e.hash() == hash)
+        .ok_or_else(|| ApiError::not_found(format!("no entry {hash}")))?;
+    Ok(Json(EntryRecord {
+        hash,
+        log_index: loc.log_index,
+        hex: hex::encode(e.to_bytes()),
+        entry: e,
+    }))
+}
+
+#[derive(Debug, Deserialize)]
+struct LogParams {
+    start: Option<u64>,
+    limit: Option<usize>,
+}
+
+/// Entries in this node's ingest order, as NDJSON (`LogLine` per line), from `start` (default 0),
+/// at most `limit` (default and maximum 1,000).
+#[utoipa::path(get, path = "/v1/log/entries",
+    params(("start" = Option<u64>, Query), ("limit" = Option<usize>, Query)),
+    responses((status = 200, description = "application/x-ndjson, one LogLine per line", body = LogLine)))]
+async fn log_entries(
+    State(st): State<AppState>,
+    q: Result<Query<LogParams>, QueryRejection>,
+) -> ApiResult<Response> {
+    let q = query(q)?;
+    let limit = q.limit.unwrap_or(MAX_PAGE).min(MAX_PAGE);
+    let store = st.ledger.store();
+    let mut out = String::new();
+    for (log_index, hash) in store.log_range(q.start.unwrap_or(0), limit)? {
+        let loc = store.locate(&hash)?.ok_or_else(|| {
+            ApiError::new(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "storage",
+                "log entry not found",
+            )
+        })?;
+        let e = store.entry(&loc.subject, loc.seq)?.ok_or_else(|| {
+            ApiError::new(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "storage",
+                "log entry not found",
+            )
+        })?;
+        let line = LogLine {
+            log_index,
+            hash,
+            hex: hex::encode(e.to_bytes()),
+        };
+        out.push_str(&serde_json::to_string(&line).unwrap_or_default());
+        out.push('\n');
+    }
+    Ok(([(header::CONTENT_TYPE, "application/x-ndjson")], out).into_response())
+}
+
+#[derive(Debug, Deserialize)]
+struct EventParams {
+    controller: String,
+    after: Option<u64>,
+}
+
+/// Server-sent events: every state change for one controller. Ledger events carry the entry's
+/// log index as their id; resume with `after` or `Last-Event-ID`. `expire` events (valid_until
+/// passed) carry no id.
+#[utoipa::path(get, path = "/v1/events",
+    params(("controller" = String, Query), ("after" = Option<u64>, Query)),
+    responses((status = 200, description = "text/event-stream of ConsentEvent", body = ConsentEvent)))]
+async fn events(
+    State(st): State<AppState>,
+    headers: HeaderMap,
+    q: Result<Query<EventParams>, QueryRejection>,
+) -> ApiResult<Sse<impl Stream<Item = Result<Event, Infallible>>>> {
+    let q = query(q)?;
+    let controller = parse_key("controller", &q.controller)?;
+    let last_id = headers
+        .get("last-event-id")
+        .and_then(|v| v.to_str().ok())
+        .map(|s| {
+            s.trim()
+                .parse::<u64>()
+                .map_err(|_| ApiError::bad_request("Last-Event-ID: not a log index"))
+        })
+        .transpose()?;
+    // Resume after this log index; with neither, only new events.
+    let after = last_id.or(q.after);
+    let (tx, rx) = mpsc::channel::<ConsentEvent>(256);
+    let mut live = st.ledger.subscribe();
+    let ledger = st.ledger.clone();
+    tokio::spawn(async move {
+        let mut next = match after {
+            Some(a) => a.saturating_add(1),
+            None => ledger.store().log_size(),
+        };
+        // Backlog from the log, in pages, then live events (skipping what the backlog covered).
+        loop {
+            let page = match ledger.store().log_range(next, 256) {
+                Ok(p) => p,
+                Err(e) => {
+                    tracing::warn!(error = %e, "event backlog read failed");
+                    return;
+                }
+            };
+            if page.is_empty() {
+                break;
+            }
+            for (idx, hash) in page {
+                next = idx + 1;
+                if let Some(ev) = event_for(&ledger, &hash, idx, &controller) {
+                    if tx.send(ev).await.is_err() {
+                        return;
+                    }
+                }
+            }
+        }
+        loop {
+            match live.recv().await {
+                Ok(ev) => {
+                    if ev.controller != controller || (ev.kind != "expire" && ev.log_index < next) {
+                        continue;
+                    }
+                    if ev.kind != "expire" {
+                        next = ev.log_index + 1;
+                    }
+                    if tx.send(ev).await.is_err() {
+                        return;
+                    }
+                }
+                // A slow reader missed events: end the stream; the client resumes by id.
+                Err(_) => return,
+            }
+        }
+    });
+    let stream = ReceiverStream::new(rx).map(|ev| {
+        let data = serde_json::to_string(&ev).unwrap_or_default();
+        let e = Event::default().event(ev.kind.clone()).data(data);
+        Ok(if ev.kind == "expire" {
+            e
+        } else {
+            e.id(ev.log_index.to_string())
+        })
+    });
+    Ok(Sse::new(stream).keep_alive(KeepAlive::new().interval(Duration::from_secs(15))))
+}
+
+fn event_for(
+    ledger: &Ledger,
+    hash: &Hash,
+    idx: u64,
+    controller: &PublicKey,
+) -> Option<ConsentEvent> {
+    let store = ledger.store();
+    let loc = store.locate(hash).ok()??;
+    let e = store.entry(&loc.subject, loc.seq).ok()??;
+    let k = e.content.body.consent()?;
+    (k.controller == *controller).then(|| ConsentEvent {
+        kind: e.kind().as_str().to_owned(),
+        subject: e.subject(),
+        controller: k.controller,
+        purposes: k.purposes.clone(),
+        seq: e.seq(),
+        hash: *hash,
+        log_index: idx,
+        valid_until: k.valid_until,
+    })
+}
+
+/// Liveness: 200 while the node serves; `writable` false after a storage failure.
+#[utoipa::path(get, path = "/healthz", responses((status = 200, description = "{status, writable}")))]
+async fn healthz(State(st): State<AppState>) -> Json<serde_json::Value> {
+    Json(serde_json::json!({"status": "ok", "writable": st.ledger.writable()}))
+}
+
+/// The node's key, version and counters.
+#[utoipa::path(get, path = "/v1/node/info", responses((status = 200, body = NodeInfo)))]
+async fn node_info(State(st): State<AppState>) -> Json<NodeInfo> {
+    let l = &st.ledger;
+    Json(NodeInfo {
+        node_key: st.node_key,
+        version: env!("CARGO_PKG_VERSION").to_owned(),
+        entry_version: proto::entry::VERSION,
+        vocabulary: "dpv-2.0/consent-ledger-v1".to_owned(),
+        log_size: l.store().log_size(),
+        subjects: l.subjects(),
+        pending: l.pending(),
+        forks: l.forks(),
+        writable: l.writable(),
+    })
+}
+
+/// Prometheus text exposition.
+#[utoipa::path(get, path = "/metrics", responses((status = 200, description = "Prometheus text format")))]
+async fn metrics(State(st): State<AppState>) -> Response {
+    let m = st.ledger.metrics();
+    m.store_bytes.set(st.ledger.store().size_on_disk() as i64);
+    m.log_size.set(st.ledger.store().log_size() as i64);
+    (
+        [(
+            header::CONTENT_TYPE,
+            "application/openmetrics-text; version=1.0.0; charset=utf-8",
+        )],
+        m.render(),
+    )
+        .into_response()
+}
+
+async fn openapi() -> Response {
+    let doc = ApiDoc::openapi();
+    match doc.to_pretty_json() {
+        Ok(s) => ([(header::CONTENT_TYPE, "application/json")], s).into_response(),
+        Err(e) => ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", e.to_string())
+            .into_response(),
+    }
+}

@@ -1,0 +1,653 @@
+//! The ledger: the only writer to the store, and the reader that answers checks.
+//!
+//! Submissions are verified (form and signature) on the caller's task, then handed to one writer
+//! thread over a bounded channel. The writer takes every request waiting (up to
+//! [`MAX_GROUP`]), checks each against its chain (link, signer, forks), writes each accepted entry
+//! as one atomic batch, then flushes once for the whole group (group commit) and only then
+//! answers. A failed flush makes the node read-only: it answers checks but acknowledges no write
+//! again until restarted.
+//!
+//! An entry whose predecessor is missing waits in a bounded in-memory pending area (never in the
+//! store) and is applied when the gap fills, or dropped after a time-to-live.
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use proto::api::{CheckResponse, ConsentEvent, SubmitStatus, Verdict};
+use proto::chain::{key_history, ChainHead, ForkProof};
+use proto::entry::{Body, Entry};
+use proto::error::ChainError;
+use proto::keys::{Hash, PublicKey};
+use proto::state::{forked_decision, ConsentState, Decision};
+use proto::vocab::{self, TermKind};
+use tokio::sync::{broadcast, mpsc, oneshot};
+
+use crate::clock::Clock;
+use crate::metrics::Metrics;
+use crate::store::{Append, SledStore, Store, StoreError, SubjectRecord};
+
+/// Most submissions handled (and flushed) together.
+pub const MAX_GROUP: usize = 512;
+
+/// Limits of the pending area.
+#[derive(Clone, Debug)]
+pub struct PendingLimits {
+    /// Most entries pending in total.
+    pub max_total: usize,
+    /// Most entries pending for one subject.
+    pub max_per_subject: usize,
+    /// How long an entry may wait for its predecessor.
+    pub ttl: Duration,
+}
+
+impl Default for PendingLimits {
+    fn default() -> Self {
+        PendingLimits {
+            max_total: 10_000,
+            max_per_subject: 256,
+            ttl: Duration::from_secs(600),
+        }
+    }
+}
+
+/// Why a submission was not stored.
+#[derive(Debug, thiserror::Error)]
+pub enum IngestError {
+    /// Malformed, badly signed, or not valid at its position (HTTP 400).
+    #[error("{0}")]
+    Invalid(String),
+    /// A second valid entry at an existing position: the proof (HTTP 409).
+    #[error("fork: the subject's key signed two different entries at seq {}", .0.seq())]
+    Fork(Box<ForkProof>),
+    /// The pending area is full (HTTP 503).
+    #[error("pending area is full; submit the missing predecessors first")]
+    PendingFull,
+    /// A flush failed earlier; the node is read-only (HTTP 503).
+    #[error("the node is read-only after a storage failure; no writes are acknowledged")]
+    ReadOnly,
+    /// Storage error (HTTP 500).
+    #[error("storage: {0}")]
+    Storage(#[from] StoreError),
+}
+
+/// Why a query failed.
+#[derive(Debug, thiserror::Error)]
+pub enum QueryError {
+    /// A parameter is invalid (HTTP 400).
+    #[error("{0}")]
+    BadRequest(String),
+    /// Storage error (HTTP 500).
+    #[error("storage: {0}")]
+    Storage(#[from] StoreError),
+}
+
+/// The result of a stored or accepted submission.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Outcome {
+    /// stored, duplicate or pending.
+    pub status: SubmitStatus,
+    /// Log index (not for pending).
+    pub log_index: Option<u64>,
+}
+
+struct WriteReq {
+    entry: Entry,
+    hash: Hash,
+    reply: oneshot::Sender<Result<Outcome, IngestError>>,
+}
+
+/// What the writer thread receives.
+enum Msg {
+    Write(Box<WriteReq>),
+    /// Answer everything queued before this, flush, acknowledge, stop.
+    Stop(oneshot::Sender<()>),
+}
+
+/// State shared between the writer thread and readers.
+struct Shared {
+    store: Arc<SledStore>,
+    writable: AtomicBool,
+    pending: AtomicU64,
+    subjects: AtomicU64,
+    forks: AtomicU64,
+    events: broadcast::Sender<ConsentEvent>,
+    metrics: Arc<Metrics>,
+    clock: Clock,
+}
+
+/// The ledger handle; cheap to clone.
+#[derive(Clone)]
+pub struct Ledger {
+    shared: Arc<Shared>,
+    tx: mpsc::Sender<Msg>,
+}
+
+impl Ledger {
+    /// Starts the ledger on an open store.
+    pub fn start(
+        store: Arc<SledStore>,
+        metrics: Arc<Metrics>,
+        clock: Clock,
+        limits: PendingLimits,
+    ) -> Ledger {
+        let (events, _) = broadcast::channel(4096);
+        let subjects = store.subject_count();
+        let forks = store.fork_count();
+        let shared = Arc::new(Shared {
+            store,
+            writable: AtomicBool::new(true),
+            pending: AtomicU64::new(0),
+            subjects: AtomicU64::new(subjects),
+            forks: AtomicU64::new(forks),
+            events,
+            metrics,
+            clock,
+        });
+        let (tx, rx) = mpsc::channel(4 * MAX_GROUP);
+        let writer_shared = shared.clone();
+        let spawned = std::thread::Builder::new()
+            .name("ledger-writer".into())
+            .spawn(move || Writer::new(writer_shared, limits).run(rx));
+        if let Err(e) = spawned {
+            // Without a writer every submission fails with ReadOnly; reads still work.
+            tracing::error!(error = %e, "cannot start the ledger writer thread");
+            shared.writable.store(false, Ordering::SeqCst);
+        }
+        Ledger { shared, tx }
+    }
+
+    /// The store (read access).
+    pub fn store(&self) -> &SledStore {
+        &self.shared.store
+    }
+
+    /// The metrics.
+    pub fn metrics(&self) -> &Metrics {
+        &self.shared.metrics
+    }
+
+    /// The clock.
+    pub fn clock(&self) -> &Clock {
+        &self.shared.clock
+    }
+
+    /// Subscribes to consent events of entries stored from now on.
+    pub fn subscribe(&self) -> broadcast::Receiver<ConsentEvent> {
+        self.shared.events.subscribe()
+    }
+
+    /// Publishes an event to subscribers (used for expiry events).
+    pub fn publish(&self, ev: ConsentEvent) {
+        let _ = self.shared.events.send(ev);
+    }
+
+    /// Whether writes are still acknowledged.
+    pub fn writable(&self) -> bool {
+        self.shared.writable.load(Ordering::SeqCst)
+    }
+
+    /// Entries waiting for a predecessor.
+    pub fn pending(&self) -> u64 {
+        self.shared.pending.load(Ordering::SeqCst)
+    }
+
+    /// Subjects stored.
+    pub fn subjects(&self) -> u64 {
+        self.shared.subjects.load(Ordering::SeqCst)
+    }
+
+    /// Forked subjects.
+    pub fn forks(&self) -> u64 {
+        self.shared.forks.load(Ordering::SeqCst)
+    }
+
+    /// Verifies an entry on its own and hands it to the writer; returns once it is durable (or
+    /// pending, or refused).
+    ///
+    /// # Errors
+    /// [`IngestError`].
+    pub async fn submit(&self, entry: Entry) -> Result<Outcome, IngestError> {
+        if let Err(e) = proto::verify_entry(&entry) {
+            self.shared.metrics.rejected(reason_of_entry(&e));
+            return Err(IngestError::Invalid(format!("seq {}: {e}", entry.seq())));
+        }
+        if !self.writable() {
+            return Err(IngestError::ReadOnly);
+        }
+        let hash = entry.hash();
+        let (reply, rx) = oneshot::channel();
+        self.tx
+            .send(Msg::Write(Box::new(WriteReq { entry, hash, reply })))
+            .await
+            .map_err(|_| IngestError::ReadOnly)?;
+        rx.await.map_err(|_| IngestError::ReadOnly)?
+    }
+
+    /// Answers one consent question.
+    ///
+    /// # Errors
+    /// [`QueryError::BadRequest`] for an unknown purpose; storage errors.
+    pub fn check(
+        &self,
+        subject: &PublicKey,
+        controller: &PublicKey,
+        purpose: &str,
+        at: Option<u64>,
+    ) -> Result<CheckResponse, QueryError> {
+        check_purpose(purpose)?;
+        let store = &self.shared.store;
+        let judged_at = at.unwrap_or_else(|| self.shared.clock.now_ms());
+        let rec = store.subject(subject)?;
+        let (decision, head_seq) = match &rec {
+            None => (
+                ConsentState::new()
+                    .decide(controller, purpose, judged_at)
+                    .map_err(|e| QueryError::BadRequest(e.to_string()))?,
+                0,
+            ),
+            Some(r) if r.forked => (forked_decision(), r.head.seq),
+            Some(r) => {
+                let d = match at {
+                    None => r.consent.decide(controller, purpose, judged_at),
+                    Some(t) => {
+                        let chain = store.chain(subject, 1, usize::MAX)?;
+                        ConsentState::fold_until(chain.iter(), t).decide(controller, purpose, t)
+                    }
+                };
+                (
+                    d.map_err(|e| QueryError::BadRequest(e.to_string()))?,
+                    r.head.seq,
+                )
+            }
+        };
+        Ok(response(
+            *subject,
+            *controller,
+            purpose,
+            decision,
+            head_seq,
+            store.log_size(),
+            judged_at,
+        ))
+    }
+
+    /// Stops the writer after it has answered every submission queued so far, and flushes.
+    /// Later submissions fail with [`IngestError::ReadOnly`].
+    pub async fn shutdown(&self) {
+        let (ack, done) = oneshot::channel();
+        if self.tx.send(Msg::Stop(ack)).await.is_ok() {
+            let _ = done.await;
+        }
+        self.shared.writable.store(false, Ordering::SeqCst);
+        if let Err(e) = self.shared.store.flush() {
+            tracing::error!(error = %e, "final flush failed");
+        }
+    }
+}
+
+/// Checks that `purpose` is a purpose code, suggesting near codes when it is not.
+///
+/// # Errors
+/// [`QueryError::BadRequest`].
+pub fn check_purpose(purpose: &str) -> Result<(), QueryError> {
+    let v = vocab::v1();
+    if v.is(purpose, TermKind::Purpose) {
+        return Ok(());
+    }
+    let near = v.suggest(purpose, TermKind::Purpose, 3);
+    Err(QueryError::BadRequest(format!(
+        "unknown purpose {purpose:?}; did you mean {}?",
+        near.join(", ")
+    )))
+}
+
+fn response(
+    subject: PublicKey,
+    controller: PublicKey,
+    purpose: &str,
+    d: Decision,
+    head_seq: u64,
+    log_size: u64,
+    at: u64,
+) -> CheckResponse {
+    CheckResponse {
+        decision: Verdict::from_status(d.status),
+        status: d.status.dpv().to_owned(),
+        subject,
+        controller,
+        purpose: purpose.to_owned(),
+        hash: d.hash,
+        seq: d.seq,
+        notice_version: d.notice_version,
+        valid_until: d.valid_until,
+        head_seq,
+        log_size,
+        at,
+    }
+}
+
+fn reason_of_entry(e: &proto::EntryError) -> &'static str {
+    match e {
+        proto::EntryError::Form(_) => "malformed",
+        proto::EntryError::FirstSignerNotSubject | proto::EntryError::SignerMismatch => {
+            "wrong_signer"
+        }
+        proto::EntryError::Signature(_) => "bad_signature",
+    }
+}
+
+fn reason_of_chain(e: &ChainError) -> &'static str {
+    match e {
+        ChainError::Entry { error, .. } => reason_of_entry(error),
+        ChainError::WrongSigner { .. } | ChainError::RecoveryKeyMismatch { .. } => "wrong_signer",
+        ChainError::TimeWentBack { .. } => "time_went_back",
+        _ => "bad_link",
+    }
+}
+
+/// The pending area: entries waiting for their predecessor, bounded.
+struct Pending {
+    by_subject: HashMap<PublicKey, BTreeMap<u64, (Entry, Hash, Instant)>>,
+    total: usize,
+    limits: PendingLimits,
+}
+
+impl Pending {
+    fn insert(&mut self, entry: Entry, hash: Hash, now: Instant) -> Result<(), IngestError> {
+        let subject = entry.subject();
+        let seq = entry.seq();
+        let per = self.by_subject.entry(subject).or_default();
+        if per.contains_key(&seq) {
+            return Ok(()); // the first one waits; a different one will be judged when applied
+        }
+        if self.total >= self.limits.max_total || per.len() >= self.limits.max_per_subject {
+            if per.is_empty() {
+                self.by_subject.remove(&subject);
+            }
+            return Err(IngestError::PendingFull);
+        }
+        per.insert(seq, (entry, hash, now));
+        self.total += 1;
+        Ok(())
+    }
+
+    fn take(&mut self, subject: &PublicKey, seq: u64) -> Option<(Entry, Hash)> {
+        let per = self.by_subject.get_mut(subject)?;
+        let got = per.remove(&seq).map(|(e, h, _)| (e, h));
+        if per.is_empty() {
+            self.by_subject.remove(subject);
+        }
+        if got.is_some() {
+            self.total -= 1;
+        }
+        got
+    }
+
+    fn expire(&mut self, now: Instant) -> usize {
+        let ttl = self.limits.ttl;
+        let mut dropped = 0;
+        self.by_subject.retain(|_, per| {
+            per.retain(|_, (_, _, t)| {
+                let keep = now.duration_since(*t) < ttl;
+                if !keep {
+                    dropped += 1;
+                }
+                keep
+            });
+            !per.is_empty()
+        });
+        self.total -= dropped;
+        dropped
+    }
+}
+
+/// The writer thread's state.
+struct Writer {
+    shared: Arc<Shared>,
+    pending: Pending,
+}
+
+/// What one group wrote, to publish after a successful flush.
+#[derive(Default)]
+struct GroupEffects {
+    wrote: bool,
+    events: Vec<ConsentEvent>,
+    stored: u64,
+}
+
+impl Writer {
+    fn new(shared: Arc<Shared>, limits: PendingLimits) -> Self {
+        Writer {
+            shared,
+            pending: Pending {
+                by_subject: HashMap::new(),
+                total: 0,
+                limits,
+            },
+        }
+    }
+
+    fn run(mut self, mut rx: mpsc::Receiver<Msg>) {
+        let mut stop = None;
+        while let Some(first) = rx.blocking_recv() {
+            let mut group = Vec::new();
+            match first {
+                Msg::Write(r) => group.push(*r),
+                Msg::Stop(ack) => stop = Some(ack),
+            }
+            while stop.is_none() && group.len() < MAX_GROUP {
+                match rx.try_recv() {
+                    Ok(Msg::Write(r)) => group.push(*r),
+                    Ok(Msg::Stop(ack)) => stop = Some(ack),
+                    Err(_) => break,
+                }
+            }
+            if !group.is_empty() {
+                self.handle_group(group);
+            }
+            if let Some(ack) = stop.take() {
+                rx.close();
+                // Whatever raced in after the stop gets a clear refusal.
+                while let Ok(msg) = rx.try_recv() {
+                    if let Msg::Write(r) = msg {
+                        let _ = r.reply.send(Err(IngestError::ReadOnly));
+                    }
+                }
+                let _ = self.shared.store.flush();
+                let _ = ack.send(());
+                break;
+            }
+        }
+        tracing::debug!("ledger writer stopped");
+    }
+
+    fn handle_group(&mut self, group: Vec<WriteReq>) {
+        let metrics = self.shared.metrics.clone();
+        if !self.shared.writable.load(Ordering::SeqCst) {
+            for r in group {
+                let _ = r.reply.send(Err(IngestError::ReadOnly));
+            }
+            return;
+        }
+        let dropped = self.pending.expire(Instant::now());
+        if dropped > 0 {
+            tracing::info!(dropped, "pending entries expired without their predecessor");
+            metrics.rejected_n("pending_expired", dropped as u64);
+        }
+        let mut fx = GroupEffects::default();
+        let mut results = Vec::with_capacity(group.len());
+        for r in group {
+            let res = self.process(r.entry, r.hash, &mut fx);
+            results.push((r.reply, res));
+        }
+        self.shared
+            .pending
+            .store(self.pending.total as u64, Ordering::SeqCst);
+        metrics.pending.set(self.pending.total as i64);
+        if fx.wrote {
+            if let Err(e) = self.shared.store.flush() {
+                // Never acknowledge after a failed flush, and never retry it as if it worked.
+                tracing::error!(error = %e, "flush failed: the node is now read-only");
+                self.shared.writable.store(false, Ordering::SeqCst);
+                for (reply, _) in results {
+                    let _ = reply.send(Err(IngestError::ReadOnly));
+                }
+                return;
+            }
+        }
+        metrics.ingested.inc_by(fx.stored);
+        metrics.log_size.set(self.shared.store.log_size() as i64);
+        for ev in fx.events {
+            let _ = self.shared.events.send(ev);
+        }
+        for (reply, res) in results {
+            let _ = reply.send(res);
+        }
+    }
+
+    fn process(
+        &mut self,
+        entry: Entry,
+        hash: Hash,
+        fx: &mut GroupEffects,
+    ) -> Result<Outcome, IngestError> {
+        let store = self.shared.store.clone();
+        if let Some(loc) = store.locate(&hash)? {
+            return Ok(Outcome {
+                status: SubmitStatus::Duplicate,
+                log_index: Some(loc.log_index),
+            });
+        }
+        let subject = entry.subject();
+        let seq = entry.seq();
+        let rec = store.subject(&subject)?;
+        let head_seq = rec.as_ref().map_or(0, |r| r.head.seq);
+        if seq > head_seq + 1 {
+            self.pending.insert(entry, hash, Instant::now())?;
+            return Ok(Outcome {
+                status: SubmitStatus::Pending,
+                log_index: None,
+            });
+        }
+        if seq <= head_seq {
+            let rec = rec.ok_or_else(|| IngestError::Invalid("no record".into()))?;
+            return Err(self.fork_or_reject(entry, rec, fx));
+        }
+        let log_index = self.apply(entry, hash, rec, fx)?;
+        // Entries that were waiting for this one.
+        let mut next = seq + 1;
+        while let Some((e, h)) = self.pending.take(&subject, next) {
+            let rec = store.subject(&subject)?;
+            match self.apply(e, h, rec, fx) {
+                Ok(_) => next += 1,
+                Err(err) => {
+                    tracing::warn!(%subject, seq = next, error = %err, "pending entry rejected");
+                    break;
+                }
+            }
+        }
+        Ok(Outcome {
+            status: SubmitStatus::Stored,
+            log_index: Some(log_index),
+        })
+    }
+
+    /// Checks `entry` against the subject's head and appends it.
+    fn apply(
+        &mut self,
+        entry: Entry,
+        hash: Hash,
+        rec: Option<SubjectRecord>,
+        fx: &mut GroupEffects,
+    ) -> Result<u64, IngestError> {
+        let metrics = &self.shared.metrics;
+        let record = match rec {
+            None => {
+                let head = ChainHead::genesis_unverified(&entry).map_err(|e| {
+                    metrics.rejected(reason_of_chain(&e));
+                    IngestError::Invalid(e.to_string())
+                })?;
+                let mut consent = ConsentState::new();
+                consent.apply(&entry, hash);
+                self.shared.subjects.fetch_add(1, Ordering::SeqCst);
+                SubjectRecord {
+                    head,
+                    consent,
+                    forked: false,
+                }
+            }
+            Some(mut r) => {
+                r.head.check_next_unsigned(&entry).map_err(|e| {
+                    metrics.rejected(reason_of_chain(&e));
+                    IngestError::Invalid(e.to_string())
+                })?;
+                r.head.advance(&entry, hash);
+                r.consent.apply(&entry, hash);
+                r
+            }
+        };
+        let log_index = self.shared.store.append(&Append {
+            entry: entry.clone(),
+            hash,
+            record,
+        })?;
+        fx.wrote = true;
+        fx.stored += 1;
+        if let Body::Grant(k) | Body::Withdraw(k) | Body::Refuse(k) = &entry.content.body {
+            fx.events.push(ConsentEvent {
+                kind: entry.kind().as_str().to_owned(),
+                subject: entry.subject(),
+                controller: k.controller,
+                purposes: k.purposes.clone(),
+                seq: entry.seq(),
+                hash,
+                log_index,
+                valid_until: k.valid_until,
+            });
+        }
+        Ok(log_index)
+    }
+
+    fn fork_or_reject(
+        &mut self,
+        entry: Entry,
+        mut rec: SubjectRecord,
+        fx: &mut GroupEffects,
+    ) -> IngestError {
+        let store = self.shared.store.clone();
+        let seq = entry.seq();
+        let subject = entry.subject();
+        let existing = match store.entry(&subject, seq) {
+            Ok(Some(e)) => e,
+            Ok(None) => return IngestError::Invalid(format!("seq {seq} is not stored")),
+            Err(e) => return e.into(),
+        };
+        let prefix = match store.chain(&subject, 1, (seq - 1) as usize) {
+            Ok(p) => p,
+            Err(e) => return e.into(),
+        };
+        match ForkProof::new(existing, entry, key_history(&prefix, seq)) {
+            Ok(proof) => {
+                if !rec.forked {
+                    rec.forked = true;
+                    if let Err(e) = store.put_fork(&proof, &rec) {
+                        return e.into();
+                    }
+                    fx.wrote = true;
+                    self.shared.forks.fetch_add(1, Ordering::SeqCst);
+                    self.shared.metrics.forks.inc();
+                    tracing::warn!(%subject, seq, "fork detected: the subject's key signed two entries at one position");
+                }
+                IngestError::Fork(Box::new(proof))
+            }
+            Err(e) => {
+                self.shared.metrics.rejected("not_at_position");
+                IngestError::Invalid(format!(
+                    "seq {seq} is already taken by another entry, and this one is not valid there: {e}"
+                ))
+            }
+        }
+    }
+}

@@ -1,0 +1,124 @@
+//! Prometheus metrics (prometheus-client), served as text at `/metrics`.
+
+use prometheus_client::encoding::text::encode;
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::{exponential_buckets, Histogram};
+use prometheus_client::registry::Registry;
+
+/// Label set for rejections.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct Reason {
+    /// Why the entry was rejected.
+    pub reason: String,
+}
+
+/// Every metric the node exports.
+pub struct Metrics {
+    registry: Registry,
+    /// Entries stored.
+    pub ingested: Counter,
+    /// Entries rejected, by reason.
+    pub rejected: Family<Reason, Counter>,
+    /// Forks detected.
+    pub forks: Counter,
+    /// Entries waiting for a predecessor.
+    pub pending: Gauge,
+    /// Ingest-log size.
+    pub log_size: Gauge,
+    /// Store size on disk.
+    pub store_bytes: Gauge,
+    /// Consent-check latency.
+    pub check_seconds: Histogram,
+    /// HTTP requests answered with a 4xx or 5xx.
+    pub http_errors: Family<Reason, Counter>,
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Metrics {
+    /// Creates and registers every metric.
+    pub fn new() -> Self {
+        let mut registry = Registry::with_prefix("consent");
+        let ingested = Counter::default();
+        let rejected = Family::<Reason, Counter>::default();
+        let forks = Counter::default();
+        let pending = Gauge::default();
+        let log_size = Gauge::default();
+        let store_bytes = Gauge::default();
+        let check_seconds = Histogram::new(exponential_buckets(0.000_01, 2.0, 20));
+        let http_errors = Family::<Reason, Counter>::default();
+        registry.register(
+            "entries_ingested",
+            "Entries stored durably",
+            ingested.clone(),
+        );
+        registry.register(
+            "entries_rejected",
+            "Entries rejected, by reason",
+            rejected.clone(),
+        );
+        registry.register("forks", "Forks detected", forks.clone());
+        registry.register(
+            "pending_entries",
+            "Entries waiting for their predecessor",
+            pending.clone(),
+        );
+        registry.register(
+            "log_size",
+            "Entries in this node's ingest log",
+            log_size.clone(),
+        );
+        registry.register("store_bytes", "Store size on disk", store_bytes.clone());
+        registry.register(
+            "check_duration_seconds",
+            "Consent check latency",
+            check_seconds.clone(),
+        );
+        registry.register(
+            "http_errors",
+            "HTTP error responses, by error code",
+            http_errors.clone(),
+        );
+        Metrics {
+            registry,
+            ingested,
+            rejected,
+            forks,
+            pending,
+            log_size,
+            store_bytes,
+            check_seconds,
+            http_errors,
+        }
+    }
+
+    /// Counts one rejection.
+    pub fn rejected(&self, reason: &str) {
+        self.rejected_n(reason, 1);
+    }
+
+    /// Counts `n` rejections.
+    pub fn rejected_n(&self, reason: &str, n: u64) {
+        self.rejected
+            .get_or_create(&Reason {
+                reason: reason.to_owned(),
+            })
+            .inc_by(n);
+    }
+
+    /// The Prometheus text exposition.
+    pub fn render(&self) -> String {
+        let mut out = String::new();
+        if encode(&mut out, &self.registry).is_err() {
+            out.clear();
+        }
+        out
+    }
+}

@@ -1,0 +1,512 @@
+//! The durable store: a small trait and its sled implementation.
+//!
+//! Everything lives in one sled tree with one-byte key prefixes, so that all writes for one entry
+//! go into one `Batch` and are applied atomically:
+//!
+//! | key | value | kind |
+//! |---|---|---|
+//! | `E` subject(32) seq(8, BE) | entry bytes (canonical) | truth |
+//! | `L` log_index(8, BE) | entry hash(32) | truth (ingest order) |
+//! | `F` subject(32) | fork proof bytes | truth (evidence) |
+//! | `H` hash(32) | log_index(8) subject(32) seq(8) | derived |
+//! | `S` subject(32) | `SubjectRecord` as JSON | derived |
+//! | `M` name | metadata (format version) | meta |
+//!
+//! The signed entries (`E`, in the order of `L`) are the truth; `H` and `S` can be rebuilt from them
+//! ([`SledStore::rebuild_derived`]). Durability: nothing is durable until [`Store::flush`] returns;
+//! the ledger acknowledges only after that (group commit).
+
+use std::path::Path;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use proto::chain::{ChainHead, ForkProof};
+use proto::entry::Entry;
+use proto::keys::{Hash, PublicKey};
+use proto::state::ConsentState;
+use serde::{Deserialize, Serialize};
+
+/// On-disk format version of this store layout.
+pub const FORMAT_VERSION: u64 = 1;
+
+/// Why a store operation failed.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// sled reported an error (I/O, corruption).
+    #[error("storage engine: {0}")]
+    Engine(#[from] sled::Error),
+    /// Stored bytes that do not decode or whose hash does not match their key.
+    #[error("corrupt record {key}: {reason}")]
+    Corrupt {
+        /// The key, hex.
+        key: String,
+        /// What is wrong.
+        reason: String,
+    },
+    /// The data directory holds a store of another format version.
+    #[error("store format version {found} is not supported (expected {FORMAT_VERSION})")]
+    Format {
+        /// The version found.
+        found: u64,
+    },
+}
+
+/// What the node keeps per subject, derived from its entries.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SubjectRecord {
+    /// Key state and head after the last stored entry.
+    pub head: ChainHead,
+    /// Folded consent state (the index a check reads).
+    pub consent: ConsentState,
+    /// Whether a fork proof is stored.
+    pub forked: bool,
+}
+
+/// One entry to append, with its derived record.
+#[derive(Clone, Debug)]
+pub struct Append {
+    /// The verified entry.
+    pub entry: Entry,
+    /// Its hash.
+    pub hash: Hash,
+    /// The subject's record after this entry.
+    pub record: SubjectRecord,
+}
+
+/// Where an entry sits.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Location {
+    /// Ingest-log index.
+    pub log_index: u64,
+    /// Subject.
+    pub subject: PublicKey,
+    /// Seq.
+    pub seq: u64,
+}
+
+/// The operations the ledger needs from storage. One writer (the ledger) at a time.
+pub trait Store: Send + Sync + 'static {
+    /// Appends one entry and its derived records atomically; returns its log index.
+    ///
+    /// # Errors
+    /// [`StoreError`]; on error nothing of the entry is visible.
+    fn append(&self, a: &Append) -> Result<u64, StoreError>;
+    /// Stores a fork proof and marks the subject forked, atomically.
+    ///
+    /// # Errors
+    /// [`StoreError`].
+    fn put_fork(&self, proof: &ForkProof, record: &SubjectRecord) -> Result<(), StoreError>;
+    /// Makes every earlier write durable.
+    ///
+    /// # Errors
+    /// [`StoreError`]; after an error nothing may be acknowledged.
+    fn flush(&self) -> Result<(), StoreError>;
+    /// The entry at (subject, seq).
+    ///
+    /// # Errors
+    /// [`StoreError`], including [`StoreError::Corrupt`].
+    fn entry(&self, subject: &PublicKey, seq: u64) -> Result<Option<Entry>, StoreError>;
+    /// Where the entry with `hash` is.
+    ///
+    /// # Errors
+    /// [`StoreError`].
+    fn locate(&self, hash: &Hash) -> Result<Option<Location>, StoreError>;
+    /// The subject's record.
+    ///
+    /// # Errors
+    /// [`StoreError`].
+    fn subject(&self, subject: &PublicKey) -> Result<Option<SubjectRecord>, StoreError>;
+    /// The subject's fork proof.
+    ///
+    /// # Errors
+    /// [`StoreError`].
+    fn fork(&self, subject: &PublicKey) -> Result<Option<ForkProof>, StoreError>;
+    /// Up to `limit` entries of the subject from `from_seq`, in seq order.
+    ///
+    /// # Errors
+    /// [`StoreError`].
+    fn chain(
+        &self,
+        subject: &PublicKey,
+        from_seq: u64,
+        limit: usize,
+    ) -> Result<Vec<Entry>, StoreError>;
+    /// Number of entries in the ingest log.
+    fn log_size(&self) -> u64;
+    /// Up to `limit` (log index, hash) pairs from `start`.
+    ///
+    /// # Errors
+    /// [`StoreError`].
+    fn log_range(&self, start: u64, limit: usize) -> Result<Vec<(u64, Hash)>, StoreError>;
+    /// Number of subjects stored.
+    fn subject_count(&self) -> u64;
+    /// Number of forked subjects.
+    fn fork_count(&self) -> u64;
+    /// Bytes on disk (approximate).
+    fn size_on_disk(&self) -> u64;
+}
+
+/// The sled implementation of [`Store`].
+pub struct SledStore {
+    db: sled::Db,
+    tree: sled::Tree,
+    /// Cached ingest-log size; the single writer advances it after each append.
+    log_size: AtomicU64,
+}
+
+fn key_e(subject: &PublicKey, seq: u64) -> [u8; 41] {
+    let mut k = [0u8; 41];
+    k[0] = b'E';
+    k[1..33].copy_from_slice(subject.as_bytes());
+    k[33..].copy_from_slice(&seq.to_be_bytes());
+    k
+}
+
+fn key_s(prefix: u8, subject: &PublicKey) -> [u8; 33] {
+    let mut k = [0u8; 33];
+    k[0] = prefix;
+    k[1..].copy_from_slice(subject.as_bytes());
+    k
+}
+
+fn key_h(hash: &Hash) -> [u8; 33] {
+    let mut k = [0u8; 33];
+    k[0] = b'H';
+    k[1..].copy_from_slice(hash.as_bytes());
+    k
+}
+
+fn key_l(index: u64) -> [u8; 9] {
+    let mut k = [0u8; 9];
+    k[0] = b'L';
+    k[1..].copy_from_slice(&index.to_be_bytes());
+    k
+}
+
+fn corrupt(key: &[u8], reason: impl ToString) -> StoreError {
+    StoreError::Corrupt {
+        key: hex::encode(key),
+        reason: reason.to_string(),
+    }
+}
+
+fn arr<const N: usize>(key: &[u8], b: &[u8]) -> Result<[u8; N], StoreError> {
+    b.try_into()
+        .map_err(|_| corrupt(key, format!("expected {N} bytes, found {}", b.len())))
+}
+
+impl SledStore {
+    /// Opens (or creates) the store in `dir`.
+    ///
+    /// # Errors
+    /// [`StoreError`] if sled cannot open it or the format version differs.
+    pub fn open(dir: &Path) -> Result<Self, StoreError> {
+        let db = sled::Config::new()
+            .path(dir)
+            // The ledger flushes explicitly before every acknowledgement.
+            .flush_every_ms(Some(1000))
+            .open()?;
+        let tree = db.open_tree("ledger")?;
+        match tree.get(b"Mformat")? {
+            None => {
+                tree.insert(b"Mformat", &FORMAT_VERSION.to_be_bytes())?;
+                db.flush()?;
+            }
+            Some(v) => {
+                let found = u64::from_be_bytes(arr::<8>(b"Mformat", &v)?);
+                if found != FORMAT_VERSION {
+                    return Err(StoreError::Format { found });
+                }
+            }
+        }
+        let log_size = match tree.scan_prefix(b"L").next_back() {
+            None => 0,
+            Some(r) => {
+                let (k, _) = r?;
+                u64::from_be_bytes(arr::<8>(&k, &k[1..])?) + 1
+            }
+        };
+        Ok(SledStore {
+            db,
+            tree,
+            log_size: AtomicU64::new(log_size),
+        })
+    }
+
+    fn decode_entry(key: &[u8], bytes: &[u8]) -> Result<Entry, StoreError> {
+        Entry::from_bytes(bytes).map_err(|e| corrupt(key, e))
+    }
+
+    /// Rebuilds the derived records (`H`, `S`) from the entries, in log order, verifying every
+    /// chain as it goes. Returns the number of entries replayed.
+    ///
+    /// # Errors
+    /// [`StoreError::Corrupt`] for an entry that does not verify or link.
+    pub fn rebuild_derived(&self) -> Result<u64, StoreError> {
+        let mut records: std::collections::HashMap<PublicKey, SubjectRecord> =
+            std::collections::HashMap::new();
+        let mut batch = sled::Batch::default();
+        for r in self.tree.scan_prefix(b"H") {
+            batch.remove(r?.0);
+        }
+        let mut n = 0;
+        for r in self.tree.scan_prefix(b"L") {
+            let (k, v) = r?;
+            let index = u64::from_be_bytes(arr::<8>(&k, &k[1..])?);
+            let hash = Hash::from_bytes(arr::<32>(&k, &v)?);
+            // Find the entry by scanning is too slow; the H index is what we rebuild, so locate it
+            // through the entries of the subject at the next seq instead.
+            let entry = self.find_by_hash(&hash)?;
+            let subject = entry.subject();
+            let seq = entry.seq();
+            let rec = match records.remove(&subject) {
+                None => {
+                    let head = ChainHead::genesis(&entry).map_err(|e| corrupt(&k, e))?;
+                    let mut consent = ConsentState::new();
+                    consent.apply(&entry, hash);
+                    SubjectRecord {
+                        head,
+                        consent,
+                        forked: false,
+                    }
+                }
+                Some(mut rec) => {
+                    rec.head.check_next(&entry).map_err(|e| corrupt(&k, e))?;
+                    rec.head.advance(&entry, hash);
+                    rec.consent.apply(&entry, hash);
+                    rec
+                }
+            };
+            records.insert(subject, rec);
+            let mut loc = Vec::with_capacity(48);
+            loc.extend_from_slice(&index.to_be_bytes());
+            loc.extend_from_slice(subject.as_bytes());
+            loc.extend_from_slice(&seq.to_be_bytes());
+            batch.insert(&key_h(&hash)[..], loc);
+            n += 1;
+        }
+        for (subject, mut rec) in records {
+            rec.forked = self.tree.contains_key(key_s(b'F', &subject))?;
+            let json = serde_json::to_vec(&rec).map_err(|e| corrupt(b"S", e))?;
+            batch.insert(&key_s(b'S', &subject)[..], json);
+        }
+        self.tree.apply_batch(batch)?;
+        self.db.flush()?;
+        Ok(n)
+    }
+
+    fn find_by_hash(&self, hash: &Hash) -> Result<Entry, StoreError> {
+        if let Some(loc) = self.locate(hash)? {
+            if let Some(e) = self.entry(&loc.subject, loc.seq)? {
+                if e.hash() == *hash {
+                    return Ok(e);
+                }
+            }
+        }
+        for r in self.tree.scan_prefix(b"E") {
+            let (k, v) = r?;
+            let e = Self::decode_entry(&k, &v)?;
+            if e.hash() == *hash {
+                return Ok(e);
+            }
+        }
+        Err(corrupt(
+            hash.as_bytes(),
+            "log names an entry that is not stored",
+        ))
+    }
+
+    /// Every subject record, in key order.
+    pub fn subject_records(
+        &self,
+    ) -> impl Iterator<Item = Result<(PublicKey, SubjectRecord), StoreError>> + '_ {
+        self.tree.scan_prefix(b"S").map(|r| {
+            let (k, v) = r?;
+            let subject = PublicKey::from_bytes(arr::<32>(&k, &k[1..])?);
+            let rec = serde_json::from_slice(&v).map_err(|e| corrupt(&k, e))?;
+            Ok((subject, rec))
+        })
+    }
+
+    /// Checks every stored record: entries decode and verify, chains link, the log names exactly
+    /// the stored entries, and the derived records match a fresh fold. Returns the entry count.
+    ///
+    /// # Errors
+    /// The first problem found.
+    pub fn verify_all(&self) -> Result<u64, StoreError> {
+        let mut by_subject: std::collections::BTreeMap<PublicKey, Vec<Entry>> = Default::default();
+        let mut n = 0u64;
+        for r in self.tree.scan_prefix(b"E") {
+            let (k, v) = r?;
+            let e = Self::decode_entry(&k, &v)?;
+            if k[..] != key_e(&e.subject(), e.seq())[..] {
+                return Err(corrupt(&k, "entry stored under another key"));
+            }
+            by_subject.entry(e.subject()).or_default().push(e);
+            n += 1;
+        }
+        let mut logged = 0u64;
+        for r in self.tree.scan_prefix(b"L") {
+            let (k, v) = r?;
+            let hash = Hash::from_bytes(arr::<32>(&k, &v)?);
+            let loc = self
+                .locate(&hash)?
+                .ok_or_else(|| corrupt(&k, "log entry without location"))?;
+            if key_l(loc.log_index)[..] != k[..] {
+                return Err(corrupt(&k, "location names another log index"));
+            }
+            logged += 1;
+        }
+        if logged != n {
+            return Err(corrupt(
+                b"L",
+                format!("{logged} log entries for {n} stored entries"),
+            ));
+        }
+        for (subject, chain) in by_subject {
+            let head = proto::verify_chain(&chain).map_err(|e| corrupt(subject.as_bytes(), e))?;
+            let rec = self
+                .subject(&subject)?
+                .ok_or_else(|| corrupt(subject.as_bytes(), "no subject record"))?;
+            if rec.head != head || rec.consent != ConsentState::fold(chain.iter()) {
+                return Err(corrupt(
+                    subject.as_bytes(),
+                    "derived record differs from the chain",
+                ));
+            }
+        }
+        Ok(n)
+    }
+}
+
+impl Store for SledStore {
+    fn append(&self, a: &Append) -> Result<u64, StoreError> {
+        let index = self.log_size.load(Ordering::SeqCst);
+        let subject = a.entry.subject();
+        let seq = a.entry.seq();
+        let mut loc = Vec::with_capacity(48);
+        loc.extend_from_slice(&index.to_be_bytes());
+        loc.extend_from_slice(subject.as_bytes());
+        loc.extend_from_slice(&seq.to_be_bytes());
+        let record = serde_json::to_vec(&a.record).map_err(|e| corrupt(b"S", e))?;
+        let mut batch = sled::Batch::default();
+        batch.insert(&key_e(&subject, seq)[..], a.entry.to_bytes());
+        batch.insert(&key_l(index)[..], &a.hash.as_bytes()[..]);
+        batch.insert(&key_h(&a.hash)[..], loc);
+        batch.insert(&key_s(b'S', &subject)[..], record);
+        self.tree.apply_batch(batch)?;
+        self.log_size.store(index + 1, Ordering::SeqCst);
+        Ok(index)
+    }
+
+    fn put_fork(&self, proof: &ForkProof, record: &SubjectRecord) -> Result<(), StoreError> {
+        let subject = proof.subject();
+        let record = serde_json::to_vec(record).map_err(|e| corrupt(b"S", e))?;
+        let mut batch = sled::Batch::default();
+        batch.insert(&key_s(b'F', &subject)[..], proof.to_bytes());
+        batch.insert(&key_s(b'S', &subject)[..], record);
+        self.tree.apply_batch(batch)?;
+        Ok(())
+    }
+
+    fn flush(&self) -> Result<(), StoreError> {
+        self.db.flush()?;
+        Ok(())
+    }
+
+    fn entry(&self, subject: &PublicKey, seq: u64) -> Result<Option<Entry>, StoreError> {
+        let k = key_e(subject, seq);
+        match self.tree.get(k)? {
+            None => Ok(None),
+            Some(v) => {
+                let e = Self::decode_entry(&k, &v)?;
+                if e.subject() != *subject || e.seq() != seq {
+                    return Err(corrupt(&k, "entry stored under another key"));
+                }
+                Ok(Some(e))
+            }
+        }
+    }
+
+    fn locate(&self, hash: &Hash) -> Result<Option<Location>, StoreError> {
+        let k = key_h(hash);
+        match self.tree.get(k)? {
+            None => Ok(None),
+            Some(v) => {
+                let v = arr::<48>(&k, &v)?;
+                let mut idx = [0u8; 8];
+                idx.copy_from_slice(&v[..8]);
+                let mut subject = [0u8; 32];
+                subject.copy_from_slice(&v[8..40]);
+                let mut seq = [0u8; 8];
+                seq.copy_from_slice(&v[40..]);
+                Ok(Some(Location {
+                    log_index: u64::from_be_bytes(idx),
+                    subject: PublicKey::from_bytes(subject),
+                    seq: u64::from_be_bytes(seq),
+                }))
+            }
+        }
+    }
+
+    fn subject(&self, subject: &PublicKey) -> Result<Option<SubjectRecord>, StoreError> {
+        let k = key_s(b'S', subject);
+        match self.tree.get(k)? {
+            None => Ok(None),
+            Some(v) => serde_json::from_slice(&v)
+                .map(Some)
+                .map_err(|e| corrupt(&k, e)),
+        }
+    }
+
+    fn fork(&self, subject: &PublicKey) -> Result<Option<ForkProof>, StoreError> {
+        let k = key_s(b'F', subject);
+        match self.tree.get(k)? {
+            None => Ok(None),
+            Some(v) => ForkProof::from_bytes(&v)
+                .map(Some)
+                .map_err(|e| corrupt(&k, e)),
+        }
+    }
+
+    fn chain(
+        &self,
+        subject: &PublicKey,
+        from_seq: u64,
+        limit: usize,
+    ) -> Result<Vec<Entry>, StoreError> {
+        let start = key_e(subject, from_seq.max(1));
+        let end = key_e(subject, u64::MAX);
+        let mut out = Vec::new();
+        for r in self.tree.range(start..=end).take(limit) {
+            let (k, v) = r?;
+            out.push(Self::decode_entry(&k, &v)?);
+        }
+        Ok(out)
+    }
+
+    fn log_size(&self) -> u64 {
+        self.log_size.load(Ordering::SeqCst)
+    }
+
+    fn log_range(&self, start: u64, limit: usize) -> Result<Vec<(u64, Hash)>, StoreError> {
+        let mut out = Vec::new();
+        for r in self.tree.range(key_l(start)..=key_l(u64::MAX)).take(limit) {
+            let (k, v) = r?;
+            let index = u64::from_be_bytes(arr::<8>(&k, &k[1..])?);
+            out.push((index, Hash::from_bytes(arr::<32>(&k, &v)?)));
+        }
+        Ok(out)
+    }
+
+    fn subject_count(&self) -> u64 {
+        self.tree.scan_prefix(b"S").keys().count() as u64
+    }
+
+    fn fork_count(&self) -> u64 {
+        self.tree.scan_prefix(b"F").keys().count() as u64
+    }
+
+    fn size_on_disk(&self) -> u64 {
+        self.db.size_on_disk().unwrap_or(0)
+    }
+}

@@ -1,0 +1,296 @@
+//! HTTP data-transfer types shared by the node (which serves them) and the CLI (which reads
+//! them). JSON only; see docs/API.md. With the `openapi` feature they also describe themselves
+//! for the node's generated OpenAPI document.
+
+use serde::{Deserialize, Serialize};
+
+use crate::chain::ForkProof;
+use crate::entry::Entry;
+use crate::keys::{Hash, PublicKey};
+use crate::state::Status;
+
+/// Every error response: a stable machine-readable code and a human message.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct ErrorBody {
+    /// Stable code, e.g. `invalid_entry`, `not_found`, `fork`, `too_large`.
+    pub error: String,
+    /// What went wrong, precisely.
+    pub message: String,
+    /// For `fork`: the proof.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[cfg_attr(feature = "openapi", schema(value_type = Option<Object>))]
+    pub fork_proof: Option<Box<ForkProof>>,
+}
+
+/// What happened to a submitted entry.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[serde(rename_all = "snake_case")]
+pub enum SubmitStatus {
+    /// Stored durably (HTTP 201).
+    Stored,
+    /// Already stored (HTTP 200).
+    Duplicate,
+    /// Waiting for its predecessor (HTTP 202); not in the ledger.
+    Pending,
+}
+
+/// Answer to `POST /v1/entries`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct SubmitResponse {
+    /// stored, duplicate or pending.
+    pub status: SubmitStatus,
+    /// The entry hash.
+    #[cfg_attr(feature = "openapi", schema(value_type = String))]
+    pub hash: Hash,
+    /// The subject.
+    #[cfg_attr(feature = "openapi", schema(value_type = String))]
+    pub subject: PublicKey,
+    /// The entry's seq.
+    pub seq: u64,
+    /// Position in this node's ingest log (absent while pending).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub log_index: Option<u64>,
+}
+
+/// allow, deny or unknown. Fail closed: a client must treat anything but allow as deny.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[serde(rename_all = "snake_case")]
+pub enum Verdict {
+    /// Consent given and valid at the time asked.
+    Allow,
+    /// Withdrawn, refused, expired, forked or stale.
+    Deny,
+    /// No entry of the subject touches this controller and purpose.
+    Unknown,
+}
+
+impl Verdict {
+    /// The verdict for a status.
+    pub fn from_status(s: Status) -> Verdict {
+        match s {
+            Status::Given => Verdict::Allow,
+            Status::Unknown => Verdict::Unknown,
+            _ => Verdict::Deny,
+        }
+    }
+}
+
+/// One consent question.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema, utoipa::IntoParams))]
+pub struct CheckQuery {
+    /// Subject key, hex.
+    pub subject: String,
+    /// Controller key, hex.
+    pub controller: String,
+    /// Purpose code, e.g. `dpv:DirectMarketing`.
+    pub purpose: String,
+    /// Judge as of this time (RFC 3339) instead of now.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub at: Option<String>,
+}
+
+/// The answer to one consent question, with its evidence.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct CheckResponse {
+    /// allow, deny or unknown.
+    pub decision: Verdict,
+    /// DPV consent status (`dpv:ConsentGiven`, ...) or `forked`.
+    pub status: String,
+    /// The subject asked about.
+    #[cfg_attr(feature = "openapi", schema(value_type = String))]
+    pub subject: PublicKey,
+    /// The controller asked about.
+    #[cfg_attr(feature = "openapi", schema(value_type = String))]
+    pub controller: PublicKey,
+    /// The purpose asked about.
+    pub purpose: String,
+    /// Hash of the deciding entry.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[cfg_attr(feature = "openapi", schema(value_type = Option<String>))]
+    pub hash: Option<Hash>,
+    /// Seq of the deciding entry.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub seq: Option<u64>,
+    /// Notice version of the deciding grant.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub notice_version: Option<String>,
+    /// End of validity of the deciding grant (ms since the Unix epoch).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub valid_until: Option<u64>,
+    /// The subject's head seq on this node (0 when unknown).
+    pub head_seq: u64,
+    /// This node's ingest-log size when it answered.
+    pub log_size: u64,
+    /// The time judged at (ms since the Unix epoch).
+    pub at: u64,
+}
+
+/// `POST /v1/consent/check` body.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct BatchCheckRequest {
+    /// Up to 1,000 questions.
+    pub questions: Vec<CheckQuery>,
+}
+
+/// One answer of a batch: the answer, or the error for that question.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[serde(untagged)]
+pub enum BatchAnswer {
+    /// Answered.
+    Answer(CheckResponse),
+    /// This question was invalid.
+    Error(ErrorBody),
+}
+
+/// `POST /v1/consent/check` answer, in question order.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct BatchCheckResponse {
+    /// One per question.
+    pub answers: Vec<BatchAnswer>,
+}
+
+/// An entry as served: hash, JSON form, canonical hex, and where it sits in this node's log.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct EntryRecord {
+    /// Entry hash.
+    #[cfg_attr(feature = "openapi", schema(value_type = String))]
+    pub hash: Hash,
+    /// Position in this node's ingest log.
+    pub log_index: u64,
+    /// Canonical encoding, hex.
+    pub hex: String,
+    /// JSON form.
+    #[cfg_attr(feature = "openapi", schema(value_type = Object))]
+    pub entry: Entry,
+}
+
+/// `GET /v1/subjects/{subject}/entries`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct ChainResponse {
+    /// The subject.
+    #[cfg_attr(feature = "openapi", schema(value_type = String))]
+    pub subject: PublicKey,
+    /// Head seq on this node (0 when unknown).
+    pub head_seq: u64,
+    /// Whether a fork proof is stored for this subject.
+    pub forked: bool,
+    /// Entries from `from_seq`, in seq order.
+    pub entries: Vec<EntryRecord>,
+}
+
+/// One (controller, purpose) of a subject's current state.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct ConsentItem {
+    /// The controller.
+    #[cfg_attr(feature = "openapi", schema(value_type = String))]
+    pub controller: PublicKey,
+    /// The purpose named by some entry.
+    pub purpose: String,
+    /// allow, deny or unknown.
+    pub decision: Verdict,
+    /// DPV status.
+    pub status: String,
+    /// Deciding entry's seq.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub seq: Option<u64>,
+    /// Deciding entry's hash.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[cfg_attr(feature = "openapi", schema(value_type = Option<String>))]
+    pub hash: Option<Hash>,
+    /// End of validity, if any.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub valid_until: Option<u64>,
+}
+
+/// `GET /v1/subjects/{subject}/consents`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct ConsentsResponse {
+    /// The subject.
+    #[cfg_attr(feature = "openapi", schema(value_type = String))]
+    pub subject: PublicKey,
+    /// Head seq.
+    pub head_seq: u64,
+    /// Whether forked (then every decision is deny).
+    pub forked: bool,
+    /// Per controller and purpose.
+    pub consents: Vec<ConsentItem>,
+    /// The time judged at (ms).
+    pub at: u64,
+}
+
+/// `GET /v1/node/info`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct NodeInfo {
+    /// The node's Ed25519 public key.
+    #[cfg_attr(feature = "openapi", schema(value_type = String))]
+    pub node_key: PublicKey,
+    /// Software version.
+    pub version: String,
+    /// Entry (and vocabulary) version.
+    pub entry_version: u8,
+    /// Vocabulary version label.
+    pub vocabulary: String,
+    /// Ingest-log size.
+    pub log_size: u64,
+    /// Subjects stored.
+    pub subjects: u64,
+    /// Entries waiting for a predecessor.
+    pub pending: u64,
+    /// Forked subjects.
+    pub forks: u64,
+    /// False after a failed flush: the node no longer accepts writes.
+    pub writable: bool,
+}
+
+/// One state-change event of the `GET /v1/events` stream (the SSE `data:` field).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct ConsentEvent {
+    /// `grant`, `withdraw`, `refuse` or `expire`.
+    pub kind: String,
+    /// The subject.
+    #[cfg_attr(feature = "openapi", schema(value_type = String))]
+    pub subject: PublicKey,
+    /// The controller.
+    #[cfg_attr(feature = "openapi", schema(value_type = String))]
+    pub controller: PublicKey,
+    /// Purposes named (empty: every purpose of the controller).
+    pub purposes: Vec<String>,
+    /// The entry's seq.
+    pub seq: u64,
+    /// The entry's hash.
+    #[cfg_attr(feature = "openapi", schema(value_type = String))]
+    pub hash: Hash,
+    /// The entry's log index (the SSE event id for ledger events).
+    pub log_index: u64,
+    /// For `expire`: the valid_until that passed (ms).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub valid_until: Option<u64>,
+}
+
+/// One line of `GET /v1/log/entries` (NDJSON).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct LogLine {
+    /// Position in the ingest log, from 0.
+    pub log_index: u64,
+    /// Entry hash.
+    #[cfg_attr(feature = "openapi", schema(value_type = String))]
+    pub hash: Hash,
+    /// Canonical encoding, hex.
+    pub hex: String,
+}
