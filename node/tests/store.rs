@@ -1,0 +1,255 @@
+//! Store conformance: a model-based property test of the store against a `BTreeMap` model, with
+//! reopen steps (sled's own `test_tree.rs` pattern), plus the rebuild and scrub checks.
+//!
+//! The tests are written against the `Store` trait through `open`, so another engine is a swap.
+
+use std::collections::BTreeMap;
+use std::path::Path;
+
+use node::store::{Append, SledStore, Store, SubjectRecord};
+use proptest::prelude::*;
+use proto::chain::{ChainHead, ForkProof};
+use proto::entry::{recovery_commitment, Body, Consent, Content, Entry, Method};
+use proto::keys::{Hash, PublicKey, SecretKey};
+use proto::state::ConsentState;
+
+fn open(dir: &Path) -> SledStore {
+    SledStore::open(dir).expect("open store")
+}
+
+fn key(label: u8) -> SecretKey {
+    SecretKey::from_seed([label; 32])
+}
+
+fn entry(subject: u8, seq: u64, prev: Hash, variant: u8) -> Entry {
+    let sk = key(subject);
+    let body = Consent {
+        controller: key(200).public_key(),
+        purposes: vec![if variant % 2 == 0 {
+            "dpv:Marketing".into()
+        } else {
+            "dpv:ServiceProvision".into()
+        }],
+        data: vec![],
+        legal_basis: "dpv:Consent".into(),
+        notice: None,
+        valid_until: None,
+        jurisdiction: None,
+        method: Method::Api,
+        gpc: None,
+    };
+    Content {
+        subject: sk.public_key(),
+        seq,
+        prev,
+        issued_at: 1_767_225_600_000 + seq,
+        signer: sk.public_key(),
+        recovery: (seq == 1).then(|| recovery_commitment(&key(subject + 100).public_key())),
+        body: if variant < 2 {
+            Body::Grant(body)
+        } else {
+            Body::Withdraw(body)
+        },
+    }
+    .sign(&sk)
+    .expect("sign")
+}
+
+#[derive(Clone, Debug)]
+enum Op {
+    Append { subject: u8, variant: u8 },
+    Fork { subject: u8 },
+    Flush,
+    Reopen,
+}
+
+fn arb_op() -> impl Strategy<Value = Op> {
+    prop_oneof![
+        6 => (0u8..4, 0u8..4).prop_map(|(subject, variant)| Op::Append { subject, variant }),
+        1 => (0u8..4).prop_map(|subject| Op::Fork { subject }),
+        1 => Just(Op::Flush),
+        1 => Just(Op::Reopen),
+    ]
+}
+
+#[derive(Default)]
+struct Model {
+    chains: BTreeMap<PublicKey, Vec<Entry>>,
+    log: Vec<Hash>,
+    forks: BTreeMap<PublicKey, ForkProof>,
+}
+
+fn record_of(chain: &[Entry], forked: bool) -> SubjectRecord {
+    SubjectRecord {
+        head: proto::verify_chain(chain).expect("model chain valid"),
+        consent: ConsentState::fold(chain.iter()),
+        forked,
+    }
+}
+
+fn check_against(store: &SledStore, m: &Model) {
+    assert_eq!(store.log_size(), m.log.len() as u64);
+    let log: Vec<Hash> = store
+        .log_range(0, usize::MAX)
+        .expect("log")
+        .into_iter()
+        .enumerate()
+        .map(|(i, (idx, h))| {
+            assert_eq!(idx, i as u64);
+            h
+        })
+        .collect();
+    assert_eq!(log, m.log);
+    for (i, h) in m.log.iter().enumerate() {
+        let loc = store
+            .locate(h)
+            .expect("locate")
+            .expect("logged entry located");
+        assert_eq!(loc.log_index, i as u64);
+    }
+    for (subject, chain) in &m.chains {
+        assert_eq!(&store.chain(subject, 1, usize::MAX).expect("chain"), chain);
+        for e in chain {
+            assert_eq!(
+                store.entry(subject, e.seq()).expect("entry").as_ref(),
+                Some(e)
+            );
+        }
+        assert_eq!(
+            store.entry(subject, chain.len() as u64 + 1).expect("entry"),
+            None
+        );
+        let rec = store.subject(subject).expect("record").expect("present");
+        assert_eq!(rec, record_of(chain, m.forks.contains_key(subject)));
+        assert_eq!(
+            store.fork(subject).expect("fork").as_ref(),
+            m.forks.get(subject)
+        );
+    }
+    assert_eq!(store.subject_count(), m.chains.len() as u64);
+    assert_eq!(store.fork_count(), m.forks.len() as u64);
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 48, ..ProptestConfig::default() })]
+
+    #[test]
+    fn store_agrees_with_a_btreemap_model_across_reopens(ops in proptest::collection::vec(arb_op(), 1..40)) {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let mut store = open(dir.path());
+        let mut m = Model::default();
+        for op in ops {
+            match op {
+                Op::Append { subject, variant } => {
+                    let pk = key(subject).public_key();
+                    let chain = m.chains.entry(pk).or_default();
+                    let prev = chain.last().map_or(Hash::ZERO, Entry::hash);
+                    let e = entry(subject, chain.len() as u64 + 1, prev, variant);
+                    chain.push(e.clone());
+                    let record = record_of(chain, m.forks.contains_key(&pk));
+                    let idx = store.append(&Append { hash: e.hash(), entry: e.clone(), record }).expect("append");
+                    prop_assert_eq!(idx, m.log.len() as u64);
+                    m.log.push(e.hash());
+                }
+                Op::Fork { subject } => {
+                    let pk = key(subject).public_key();
+                    let Some(chain) = m.chains.get(&pk) else { continue };
+                    let last = chain.last().expect("non-empty");
+                    let prev = if chain.len() > 1 { chain[chain.len() - 2].hash() } else { Hash::ZERO };
+                    let other = entry(subject, last.seq(), prev, 3 - (last.seq() as u8 % 2));
+                    if other == *last { continue; }
+                    let proof = ForkProof::new(last.clone(), other, proto::chain::key_history(chain, last.seq())).expect("fork");
+                    let record = record_of(chain, true);
+                    store.put_fork(&proof, &record).expect("put fork");
+                    m.forks.insert(pk, proof);
+                }
+                Op::Flush => store.flush().expect("flush"),
+                Op::Reopen => {
+                    store.flush().expect("flush");
+                    drop(store);
+                    store = open(dir.path());
+                }
+            }
+            check_against(&store, &m);
+        }
+        prop_assert_eq!(store.verify_all().expect("scrub"), m.log.len() as u64);
+    }
+}
+
+#[test]
+fn derived_records_are_rebuilt_from_the_entries() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let store = open(dir.path());
+    let mut chains: BTreeMap<u8, Vec<Entry>> = BTreeMap::new();
+    for i in 0..30u64 {
+        let s = (i % 3) as u8;
+        let chain = chains.entry(s).or_default();
+        let prev = chain.last().map_or(Hash::ZERO, Entry::hash);
+        let e = entry(s, chain.len() as u64 + 1, prev, (i % 4) as u8);
+        chain.push(e.clone());
+        let record = record_of(chain, false);
+        store
+            .append(&Append {
+                hash: e.hash(),
+                entry: e,
+                record,
+            })
+            .expect("append");
+    }
+    store.flush().expect("flush");
+    let before: Vec<_> = store
+        .subject_records()
+        .map(|r| r.expect("record"))
+        .collect();
+    assert_eq!(store.rebuild_derived().expect("rebuild"), 30);
+    let after: Vec<_> = store
+        .subject_records()
+        .map(|r| r.expect("record"))
+        .collect();
+    assert_eq!(before, after);
+    assert_eq!(store.verify_all().expect("scrub"), 30);
+}
+
+#[test]
+fn a_store_of_another_format_version_is_refused() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    {
+        let db = sled::open(dir.path()).expect("sled");
+        let t = db.open_tree("ledger").expect("tree");
+        t.insert(b"Mformat", &99u64.to_be_bytes()).expect("insert");
+        db.flush().expect("flush");
+    }
+    assert!(matches!(
+        SledStore::open(dir.path()),
+        Err(node::store::StoreError::Format { found: 99 })
+    ));
+}
+
+#[test]
+fn a_chain_head_survives_a_reopen() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let e = entry(1, 1, Hash::ZERO, 0);
+    let head = ChainHead::genesis(&e).expect("genesis");
+    {
+        let store = open(dir.path());
+        let record = record_of(std::slice::from_ref(&e), false);
+        store
+            .append(&Append {
+                hash: e.hash(),
+                entry: e.clone(),
+                record,
+            })
+            .expect("append");
+        store.flush().expect("flush");
+    }
+    let store = open(dir.path());
+    assert_eq!(
+        store
+            .subject(&e.subject())
+            .expect("read")
+            .expect("present")
+            .head,
+        head
+    );
+    assert_eq!(store.log_size(), 1);
+}
