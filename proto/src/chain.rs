@@ -245,11 +245,14 @@ pub fn verify_chain(entries: &[Entry]) -> Result<ChainHead, ChainError> {
 /// # Errors
 /// The index of the first invalid entry and why.
 pub fn verify_entries(entries: &[Entry]) -> Result<(), (usize, EntryError)> {
-    if let Some(i) = entries
-        .iter()
-        .position(|e| e.seq() == 1 && e.content.signer != e.content.subject)
-    {
-        return Err((i, EntryError::FirstSignerNotSubject));
+    for (i, e) in entries.iter().enumerate() {
+        // Entries built in memory have not been through the decoder: apply the form rules too.
+        e.content
+            .check_form()
+            .map_err(|f| (i, EntryError::Form(f)))?;
+        if e.seq() == 1 && e.content.signer != e.content.subject {
+            return Err((i, EntryError::FirstSignerNotSubject));
+        }
     }
     let inputs: Vec<Vec<u8>> = entries.iter().map(|e| e.content.signing_input()).collect();
     let items: Vec<BatchItem<'_>> = entries
@@ -281,7 +284,14 @@ pub fn key_history(chain: &[Entry], seq: u64) -> Vec<Entry> {
 ///
 /// It carries both entries (ordered by hash) and the chain's key history up to that seq (the
 /// first entry and every rotation before it), so anyone can check it without the chain.
+///
+/// A proof cannot show that its key history is complete: whoever holds a signing key that a
+/// later rotation retired can sign two entries at a later seq and leave the rotation out. A node
+/// that holds the chain must therefore check both entries against its own key state
+/// ([`ChainHead::check_authorised`] at that seq) before it treats the subject as forked; the
+/// standalone check is for parties without the chain.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(try_from = "ForkProofJson")]
 pub struct ForkProof {
     /// The entry with the lower hash.
     pub a: Entry,
@@ -289,6 +299,30 @@ pub struct ForkProof {
     pub b: Entry,
     /// The first entry and the rotations before `a.seq` (empty when `a.seq == 1`).
     pub key_history: Vec<Entry>,
+}
+
+/// The JSON form of a fork proof as parsed: unknown fields are rejected and the proof is verified
+/// before it becomes a [`ForkProof`].
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ForkProofJson {
+    a: Entry,
+    b: Entry,
+    key_history: Vec<Entry>,
+}
+
+impl TryFrom<ForkProofJson> for ForkProof {
+    type Error = ForkError;
+
+    fn try_from(j: ForkProofJson) -> Result<Self, ForkError> {
+        let p = ForkProof {
+            a: j.a,
+            b: j.b,
+            key_history: j.key_history,
+        };
+        p.verify()?;
+        Ok(p)
+    }
 }
 
 /// Encoding version of a fork proof.

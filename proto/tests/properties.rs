@@ -582,3 +582,49 @@ fn verify_entries_names_the_first_bad_entry_of_a_log() {
         Err(proto::ChainError::Entry { seq: 2, .. })
     ));
 }
+
+#[test]
+fn fork_proof_json_is_verified_and_strict() {
+    use proto::chain::{detect_fork, ForkProof};
+    let brand = key(0xa1).public_key();
+    let mut x = ChainBuilder::new(1, 2);
+    let mut y = ChainBuilder::new(1, 2);
+    let a = x.grant(brand, &["dpv:Marketing"]);
+    let b = y.refuse(brand, &[]);
+    let p = detect_fork(&a, &b, vec![]).expect("fork");
+    let mut v = serde_json::to_value(&p).expect("json");
+    assert_eq!(
+        serde_json::from_value::<ForkProof>(v.clone()).expect("valid"),
+        p
+    );
+    v["extra"] = 1.into();
+    assert!(serde_json::from_value::<ForkProof>(v.clone()).is_err());
+    v.as_object_mut().expect("obj").remove("extra");
+    v["b"] = v["a"].clone();
+    assert!(
+        serde_json::from_value::<ForkProof>(v).is_err(),
+        "same entry twice is no fork"
+    );
+}
+
+#[test]
+fn verify_chain_applies_the_form_rules_to_in_memory_entries() {
+    let brand = key(0xa1).public_key();
+    let mut b = ChainBuilder::new(1, 2);
+    b.grant(brand, &["dpv:Marketing"]);
+    b.grant(brand, &["dpv:Advertising"]);
+    // Re-sign entry 2 with a purpose code outside the vocabulary, bypassing Content::sign.
+    let mut bad = b.entries[1].clone();
+    if let Body::Grant(k) = &mut bad.content.body {
+        k.purposes = vec!["dpv:Analytics".into()];
+    }
+    bad.signature = key(1).sign(&bad.content.signing_input());
+    b.entries[1] = bad;
+    assert!(matches!(
+        proto::verify_chain(&b.entries),
+        Err(proto::ChainError::Entry {
+            seq: 2,
+            error: proto::EntryError::Form(_)
+        })
+    ));
+}

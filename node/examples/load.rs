@@ -1,0 +1,281 @@
+//! Load generator for a running consent-node on loopback (used by `scripts/bench`).
+//!
+//! `load ingest --node URL --clients N --subjects S --per-subject L`: pre-signs S chains of L
+//! entries, then N client threads submit them over HTTP (each subject's chain in order, as its
+//! owner would) and report durable entries per second.
+//! `load check --node URL --clients N --seconds T --subjects S`: N client threads ask
+//! `GET /v1/consent/check` for random subjects for T seconds; reports checks per second and
+//! latency percentiles. Run `ingest` first with the same `--subjects` and seed.
+//! Both print one JSON object per line, with the raw single-core ed25519-dalek verification rate
+//! measured in the same process and the ratio to it.
+
+#![allow(missing_docs, clippy::unwrap_used)]
+
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use proto::entry::{recovery_commitment, Body, Consent, Content, Method};
+use proto::keys::{Hash, SecretKey};
+
+fn arg(args: &[String], name: &str, default: &str) -> String {
+    args.iter()
+        .position(|a| a == name)
+        .and_then(|i| args.get(i + 1).cloned())
+        .unwrap_or_else(|| default.to_owned())
+}
+
+fn subject_key(i: usize) -> SecretKey {
+    let mut seed = [0u8; 32];
+    seed[..8].copy_from_slice(&(i as u64).to_be_bytes());
+    seed[31] = 0x5a;
+    SecretKey::from_seed(seed)
+}
+
+fn brand() -> SecretKey {
+    SecretKey::from_seed([0xb7; 32])
+}
+
+const PURPOSES: [&str; 4] = [
+    "dpv:DirectMarketing",
+    "dpv:Marketing",
+    "dpv:PersonalisedAdvertising",
+    "dpv:ServicePersonalisation",
+];
+
+fn chain(i: usize, len: usize) -> Vec<Vec<u8>> {
+    let sk = subject_key(i);
+    let rec = SecretKey::from_seed([0xcc; 32]).public_key();
+    let mut prev = Hash::ZERO;
+    let mut out = Vec::with_capacity(len);
+    for seq in 1..=len as u64 {
+        let consent = Consent {
+            controller: brand().public_key(),
+            purposes: vec![PURPOSES[(i + seq as usize) % 4].to_owned()],
+            data: vec!["pd:EmailAddress".into()],
+            legal_basis: "dpv:Consent".into(),
+            notice: None,
+            valid_until: None,
+            jurisdiction: Some("EU".into()),
+            method: Method::Api,
+            gpc: None,
+        };
+        let e = Content {
+            subject: sk.public_key(),
+            seq,
+            prev,
+            issued_at: 1_767_225_600_000 + seq,
+            signer: sk.public_key(),
+            recovery: (seq == 1).then(|| recovery_commitment(&rec)),
+            body: if seq % 3 == 0 {
+                Body::Withdraw(consent)
+            } else {
+                Body::Grant(consent)
+            },
+        }
+        .sign(&sk)
+        .expect("sign");
+        prev = e.hash();
+        out.push(e.to_bytes());
+    }
+    out
+}
+
+/// Raw single-core ed25519-dalek verification rate over `n` signatures of entry-sized messages.
+fn raw_verify_rate(n: usize) -> f64 {
+    use ed25519_dalek::{Signer, SigningKey, Verifier};
+    let keys: Vec<SigningKey> = (0..64u8)
+        .map(|i| SigningKey::from_bytes(&[i; 32]))
+        .collect();
+    let msgs: Vec<Vec<u8>> = (0..n).map(|i| vec![(i % 251) as u8; 300]).collect();
+    let sigs: Vec<_> = msgs
+        .iter()
+        .enumerate()
+        .map(|(i, m)| keys[i % 64].sign(m))
+        .collect();
+    let vks: Vec<_> = keys.iter().map(|k| k.verifying_key()).collect();
+    let start = Instant::now();
+    for (i, m) in msgs.iter().enumerate() {
+        vks[i % 64].verify(m, &sigs[i]).expect("verify");
+    }
+    n as f64 / start.elapsed().as_secs_f64()
+}
+
+fn parallel_map<T: Send + 'static>(
+    n: usize,
+    threads: usize,
+    f: impl Fn(usize) -> T + Send + Sync + 'static,
+) -> Vec<T> {
+    let f = Arc::new(f);
+    let next = Arc::new(AtomicUsize::new(0));
+    let handles: Vec<_> = (0..threads)
+        .map(|_| {
+            let f = f.clone();
+            let next = next.clone();
+            std::thread::spawn(move || {
+                let mut out = vec![];
+                loop {
+                    let i = next.fetch_add(1, Ordering::SeqCst);
+                    if i >= n {
+                        break;
+                    }
+                    out.push((i, f(i)));
+                }
+                out
+            })
+        })
+        .collect();
+    let mut all: Vec<(usize, T)> = handles
+        .into_iter()
+        .flat_map(|h| h.join().expect("thread"))
+        .collect();
+    all.sort_by_key(|(i, _)| *i);
+    all.into_iter().map(|(_, t)| t).collect()
+}
+
+fn ingest(args: &[String]) {
+    let node = arg(args, "--node", "http://127.0.0.1:7411");
+    let clients: usize = arg(args, "--clients", "32").parse().expect("--clients");
+    let subjects: usize = arg(args, "--subjects", "2000").parse().expect("--subjects");
+    let per: usize = arg(args, "--per-subject", "5")
+        .parse()
+        .expect("--per-subject");
+    let raw = raw_verify_rate(4000);
+    eprintln!("load: signing {} entries", subjects * per);
+    let chains = Arc::new(parallel_map(subjects, 2, move |i| chain(i, per)));
+    eprintln!("load: submitting with {clients} clients");
+    let next = Arc::new(AtomicUsize::new(0));
+    let start = Instant::now();
+    let handles: Vec<_> = (0..clients)
+        .map(|_| {
+            let chains = chains.clone();
+            let next = next.clone();
+            let url = format!("{node}/v1/entries");
+            std::thread::spawn(move || {
+                let agent = ureq::AgentBuilder::new()
+                    .timeout(Duration::from_secs(30))
+                    .build();
+                let mut ok = 0usize;
+                loop {
+                    let i = next.fetch_add(1, Ordering::SeqCst);
+                    if i >= chains.len() {
+                        break;
+                    }
+                    for e in &chains[i] {
+                        match agent
+                            .post(&url)
+                            .set("content-type", "application/octet-stream")
+                            .send_bytes(e)
+                        {
+                            Ok(r) if r.status() == 201 || r.status() == 200 => ok += 1,
+                            Ok(r) => panic!("unexpected status {}", r.status()),
+                            Err(e) => panic!("submit failed: {e}"),
+                        }
+                    }
+                }
+                ok
+            })
+        })
+        .collect();
+    let stored: usize = handles.into_iter().map(|h| h.join().expect("client")).sum();
+    let secs = start.elapsed().as_secs_f64();
+    let rate = stored as f64 / secs;
+    println!(
+        "{}",
+        serde_json::json!({
+            "name": "durable_ingest_http",
+            "unit": "entries/s",
+            "value": rate,
+            "entries": stored,
+            "clients": clients,
+            "seconds": secs,
+            "raw_ed25519_verify_per_s_single_core": raw,
+            "ratio_to_raw_verify": rate / raw,
+            "target_ratio": 0.5,
+            "meets_target": rate / raw >= 0.5,
+        })
+    );
+}
+
+fn check(args: &[String]) {
+    let node = arg(args, "--node", "http://127.0.0.1:7411");
+    let clients: usize = arg(args, "--clients", "8").parse().expect("--clients");
+    let subjects: usize = arg(args, "--subjects", "2000").parse().expect("--subjects");
+    let seconds: f64 = arg(args, "--seconds", "10").parse().expect("--seconds");
+    let raw = raw_verify_rate(4000);
+    let brand = brand().public_key();
+    let urls: Arc<Vec<String>> = Arc::new(
+        (0..subjects)
+            .map(|i| {
+                format!(
+                    "{node}/v1/consent/check?subject={}&controller={brand}&purpose={}",
+                    subject_key(i).public_key(),
+                    PURPOSES[i % 4]
+                )
+            })
+            .collect(),
+    );
+    let deadline = Instant::now() + Duration::from_secs_f64(seconds);
+    let start = Instant::now();
+    let handles: Vec<_> = (0..clients)
+        .map(|c| {
+            let urls = urls.clone();
+            std::thread::spawn(move || {
+                let agent = ureq::AgentBuilder::new()
+                    .timeout(Duration::from_secs(10))
+                    .build();
+                let mut lat = Vec::with_capacity(200_000);
+                let mut i = c * 7919;
+                while Instant::now() < deadline {
+                    i = (i + 104_729) % urls.len();
+                    let t = Instant::now();
+                    let r = agent.get(&urls[i]).call().expect("check");
+                    let _ = r.into_string().expect("body");
+                    lat.push(t.elapsed().as_micros() as u32);
+                }
+                lat
+            })
+        })
+        .collect();
+    let mut lat: Vec<u32> = handles
+        .into_iter()
+        .flat_map(|h| h.join().expect("client"))
+        .collect();
+    let secs = start.elapsed().as_secs_f64();
+    lat.sort_unstable();
+    let pct = |p: f64| {
+        lat.get(((lat.len() as f64 - 1.0) * p) as usize)
+            .copied()
+            .unwrap_or(0) as f64
+            / 1000.0
+    };
+    let rate = lat.len() as f64 / secs;
+    println!(
+        "{}",
+        serde_json::json!({
+            "name": "check_http",
+            "unit": "checks/s",
+            "value": rate,
+            "clients": clients,
+            "p50_ms": pct(0.50),
+            "p99_ms": pct(0.99),
+            "max_ms": pct(1.0),
+            "raw_ed25519_verify_per_s_single_core": raw,
+            "ratio_to_raw_verify": rate / raw,
+            "target": "≥ 20000 checks/s with p99 < 5 ms",
+            "meets_target": rate >= 20_000.0 && pct(0.99) < 5.0,
+        })
+    );
+}
+
+fn main() {
+    let args: Vec<String> = std::env::args().collect();
+    match args.get(1).map(String::as_str) {
+        Some("ingest") => ingest(&args),
+        Some("check") => check(&args),
+        _ => {
+            eprintln!("usage: load ingest|check --node URL [--clients N] [--subjects S] [--per-subject L] [--seconds T]");
+            std::process::exit(2);
+        }
+    }
+}
