@@ -487,7 +487,15 @@ impl Writer {
             .store(self.pending.total as u64, Ordering::SeqCst);
         metrics.pending.set(self.pending.total as i64);
         if fx.wrote {
-            if let Err(e) = self.shared.store.flush() {
+            let flush_started = Instant::now();
+            let flushed = self.shared.store.flush();
+            tracing::debug!(
+                group = results.len(),
+                stored = fx.stored,
+                flush_us = flush_started.elapsed().as_micros() as u64,
+                "group flushed"
+            );
+            if let Err(e) = flushed {
                 // Never acknowledge after a failed flush, and never retry it as if it worked.
                 tracing::error!(error = %e, "flush failed: the node is now read-only");
                 self.shared.writable.store(false, Ordering::SeqCst);
