@@ -49,6 +49,8 @@ pub struct AppState {
     pub ledger: Ledger,
     /// The node's public key.
     pub node_key: PublicKey,
+    /// Cancelled at shutdown: ends event streams so that the server can stop.
+    pub shutdown: tokio_util::sync::CancellationToken,
 }
 
 /// An error response.
@@ -89,7 +91,12 @@ impl ApiError {
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
-        (self.status, Json(self.body())).into_response()
+        let mut r = (self.status, Json(self.body())).into_response();
+        if self.status == StatusCode::SERVICE_UNAVAILABLE {
+            r.headers_mut()
+                .insert(header::RETRY_AFTER, header::HeaderValue::from_static("1"));
+        }
+        r
     }
 }
 
@@ -167,6 +174,7 @@ fn parse_time(s: &str) -> ApiResult<u64> {
         check_batch,
         subject_entries,
         subject_consents,
+        subject_fork,
         entry_by_hash,
         log_entries,
         events,
@@ -203,6 +211,7 @@ pub fn router(state: AppState) -> Router {
         .route("/v1/consent/check", get(check_one).post(check_batch))
         .route("/v1/subjects/{subject}/entries", get(subject_entries))
         .route("/v1/subjects/{subject}/consents", get(subject_consents))
+        .route("/v1/subjects/{subject}/fork", get(subject_fork))
         .route("/v1/log/entries", get(log_entries))
         .route("/v1/events", get(events))
         .route("/v1/node/info", get(node_info))
@@ -210,13 +219,42 @@ pub fn router(state: AppState) -> Router {
         .route("/metrics", get(metrics))
         .route("/openapi.json", get(openapi))
         .fallback(|| async { ApiError::not_found("no such endpoint") })
+        .method_not_allowed_fallback(|| async {
+            ApiError::new(
+                StatusCode::METHOD_NOT_ALLOWED,
+                "method_not_allowed",
+                "this endpoint does not take that method",
+            )
+        })
         .layer(DefaultBodyLimit::max(MAX_BODY))
+        .layer(axum::middleware::map_response_with_state(
+            state.clone(),
+            count_errors,
+        ))
         .with_state(state)
+}
+
+/// Counts every 4xx and 5xx response by status code.
+async fn count_errors(State(st): State<AppState>, r: Response) -> Response {
+    let status = r.status();
+    if status.is_client_error() || status.is_server_error() {
+        st.ledger
+            .metrics()
+            .http_errors
+            .get_or_create(&crate::metrics::Reason {
+                reason: status.as_u16().to_string(),
+            })
+            .inc();
+    }
+    r
 }
 
 /// Submit one signed entry.
 #[utoipa::path(post, path = "/v1/entries",
-    request_body(content = String, description = "The entry's JSON form (application/json) or its canonical bytes (application/octet-stream)"),
+    request_body(description = "The entry's JSON form (application/json, at most 64 KiB) or its canonical bytes (application/octet-stream, at most 4096 bytes)",
+        content(
+            (Object = "application/json"),
+            (Vec<u8> = "application/octet-stream"))),
     responses(
         (status = 201, description = "Stored durably", body = SubmitResponse),
         (status = 200, description = "Already stored", body = SubmitResponse),
@@ -224,7 +262,9 @@ pub fn router(state: AppState) -> Router {
         (status = 400, description = "Invalid entry", body = ErrorBody),
         (status = 409, description = "Fork: the body carries the proof", body = ErrorBody),
         (status = 413, description = "Too large", body = ErrorBody),
-        (status = 503, description = "Read-only or pending area full", body = ErrorBody)))]
+        (status = 415, description = "Neither application/json nor application/octet-stream", body = ErrorBody),
+        (status = 500, description = "Storage error", body = ErrorBody),
+        (status = 503, description = "Read-only or pending area full (Retry-After: 1)", body = ErrorBody)))]
 async fn submit_entry(
     State(st): State<AppState>,
     headers: HeaderMap,
@@ -244,7 +284,12 @@ async fn submit_entry(
     let content_type = headers
         .get(header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())
-        .unwrap_or("application/json");
+        .unwrap_or("application/json")
+        .to_ascii_lowercase();
+    let malformed = |e: String| {
+        st.ledger.metrics().rejected("malformed");
+        ApiError::new(StatusCode::BAD_REQUEST, "invalid_entry", e)
+    };
     let entry = if content_type.starts_with("application/octet-stream") {
         if body.len() > MAX_ENTRY_BYTES {
             return Err(ApiError::new(
@@ -256,8 +301,7 @@ async fn submit_entry(
                 ),
             ));
         }
-        Entry::from_bytes(&body)
-            .map_err(|e| ApiError::new(StatusCode::BAD_REQUEST, "invalid_entry", e.to_string()))?
+        Entry::from_bytes(&body).map_err(|e| malformed(e.to_string()))?
     } else if content_type.starts_with("application/json") {
         if body.len() > MAX_ENTRY_JSON {
             return Err(ApiError::new(
@@ -266,8 +310,7 @@ async fn submit_entry(
                 format!("an entry's JSON form is at most {MAX_ENTRY_JSON} bytes"),
             ));
         }
-        serde_json::from_slice::<Entry>(&body)
-            .map_err(|e| ApiError::new(StatusCode::BAD_REQUEST, "invalid_entry", e.to_string()))?
+        serde_json::from_slice::<Entry>(&body).map_err(|e| malformed(e.to_string()))?
     } else {
         return Err(ApiError::new(
             StatusCode::UNSUPPORTED_MEDIA_TYPE,
@@ -416,23 +459,55 @@ async fn subject_consents(
     let (head_seq, forked, consents) = match rec {
         None => (0, false, vec![]),
         Some(r) => {
-            let items = r
-                .consent
-                .all(now)
-                .into_iter()
-                .map(|(controller, purpose, d)| {
-                    let status = if r.forked { Status::Forked } else { d.status };
+            let item = |controller: PublicKey, purpose: String, d: proto::Decision| {
+                if r.forked {
                     ConsentItem {
                         controller,
                         purpose,
-                        decision: Verdict::from_status(status),
-                        status: status.dpv().to_owned(),
+                        decision: Verdict::Deny,
+                        status: Status::Forked.dpv().to_owned(),
+                        seq: None,
+                        hash: None,
+                        valid_until: None,
+                    }
+                } else {
+                    ConsentItem {
+                        controller,
+                        purpose,
+                        decision: Verdict::from_status(d.status),
+                        status: d.status.dpv().to_owned(),
                         seq: d.seq,
                         hash: d.hash,
                         valid_until: d.valid_until,
                     }
-                })
+                }
+            };
+            let mut items: Vec<ConsentItem> = r
+                .consent
+                .all(now)
+                .into_iter()
+                .map(|(c, p, d)| item(c, p, d))
                 .collect();
+            // A withdraw or refuse that names no purpose covers every purpose of its controller:
+            // listed as purpose "*".
+            for (controller, cs) in &r.consent.controllers {
+                if let Some(m) = &cs.blanket {
+                    let status = if m.kind == proto::Kind::Refuse {
+                        Status::Refused
+                    } else {
+                        Status::Withdrawn
+                    };
+                    let d = proto::Decision {
+                        status,
+                        seq: Some(m.seq),
+                        hash: Some(m.hash),
+                        notice_version: m.notice_version.clone(),
+                        valid_until: None,
+                    };
+                    items.push(item(*controller, "*".to_owned(), d));
+                }
+            }
+            items.sort_by(|a, b| (a.controller, &a.purpose).cmp(&(b.controller, &b.purpose)));
             (r.head.seq, r.forked, items)
         }
     };
@@ -445,6 +520,21 @@ async fn subject_consents(
     }))
 }
 
+/// The stored fork proof of a forked subject (404 when the subject is not forked).
+#[utoipa::path(get, path = "/v1/subjects/{subject}/fork", params(("subject" = String, Path)),
+    responses((status = 200, description = "The fork proof (JSON form)"), (status = 404, body = ErrorBody)))]
+async fn subject_fork(
+    State(st): State<AppState>,
+    Path(subject): Path<String>,
+) -> ApiResult<Json<ForkProof>> {
+    let subject = parse_key("subject", &subject)?;
+    st.ledger
+        .store()
+        .fork(&subject)?
+        .map(Json)
+        .ok_or_else(|| ApiError::not_found(format!("subject {subject} is not forked")))
+}
+
 /// One entry by hash.
 #[utoipa::path(get, path = "/v1/entries/{hash}", params(("hash" = String, Path)),
     responses((status = 200, body = EntryRecord), (status = 404, body = ErrorBody)))]
@@ -454,7 +544,7 @@ async fn entry_by_hash(
 ) -> ApiResult<Json<EntryRecord>> {
     let hash: Hash = hash
         .parse()
-        .map_err(|e| ApiError::bad_request(format!("hash: {e}")))?;
+        .map_err(|e: proto::HexError| ApiError::bad_request(e.to_string()))?;
     let store = st.ledger.store();
     let loc = store
         .locate(&hash)?
@@ -520,13 +610,20 @@ async fn log_entries(
 struct EventParams {
     controller: String,
     after: Option<u64>,
+    from: Option<u64>,
 }
 
-/// Server-sent events: every state change for one controller. Ledger events carry the entry's
-/// log index as their id; resume with `after` or `Last-Event-ID`. `expire` events (valid_until
-/// passed) carry no id.
+/// Whether an event kind is a ledger event (has an SSE id and a place in the log).
+fn is_ledger_event(kind: &str) -> bool {
+    matches!(kind, "grant" | "withdraw" | "refuse")
+}
+
+/// Server-sent events: every state change for one controller. Ledger events (grant, withdraw,
+/// refuse) carry the entry's log index as their id; resume with `Last-Event-ID` or `after`
+/// (events with a greater log index), or replay from `from` (inclusive, e.g. `from=0`). `expire`
+/// and `fork` events carry no id.
 #[utoipa::path(get, path = "/v1/events",
-    params(("controller" = String, Query), ("after" = Option<u64>, Query)),
+    params(("controller" = String, Query), ("after" = Option<u64>, Query), ("from" = Option<u64>, Query)),
     responses((status = 200, description = "text/event-stream of ConsentEvent", body = ConsentEvent)))]
 async fn events(
     State(st): State<AppState>,
@@ -544,14 +641,15 @@ async fn events(
                 .map_err(|_| ApiError::bad_request("Last-Event-ID: not a log index"))
         })
         .transpose()?;
-    // Resume after this log index; with neither, only new events.
-    let after = last_id.or(q.after);
+    // The first log index to replay; with none of these, only new events.
+    let start = last_id.or(q.after).map(|a| a.saturating_add(1)).or(q.from);
     let (tx, rx) = mpsc::channel::<ConsentEvent>(256);
     let mut live = st.ledger.subscribe();
     let ledger = st.ledger.clone();
+    let shutdown = st.shutdown.clone();
     tokio::spawn(async move {
-        let mut next = match after {
-            Some(a) => a.saturating_add(1),
+        let mut next = match start {
+            Some(s) => s,
             None => ledger.store().log_size(),
         };
         // Backlog from the log, in pages, then live events (skipping what the backlog covered).
@@ -576,12 +674,18 @@ async fn events(
             }
         }
         loop {
-            match live.recv().await {
+            let received = tokio::select! {
+                biased;
+                () = shutdown.cancelled() => return,
+                r = live.recv() => r,
+            };
+            match received {
                 Ok(ev) => {
-                    if ev.controller != controller || (ev.kind != "expire" && ev.log_index < next) {
+                    let ledger_event = is_ledger_event(&ev.kind);
+                    if ev.controller != controller || (ledger_event && ev.log_index < next) {
                         continue;
                     }
-                    if ev.kind != "expire" {
+                    if ledger_event {
                         next = ev.log_index + 1;
                     }
                     if tx.send(ev).await.is_err() {
@@ -596,10 +700,10 @@ async fn events(
     let stream = ReceiverStream::new(rx).map(|ev| {
         let data = serde_json::to_string(&ev).unwrap_or_default();
         let e = Event::default().event(ev.kind.clone()).data(data);
-        Ok(if ev.kind == "expire" {
-            e
-        } else {
+        Ok(if is_ledger_event(&ev.kind) {
             e.id(ev.log_index.to_string())
+        } else {
+            e
         })
     });
     Ok(Sse::new(stream).keep_alive(KeepAlive::new().interval(Duration::from_secs(15))))

@@ -347,9 +347,16 @@ fn reason_of_chain(e: &ChainError) -> &'static str {
     }
 }
 
+/// Most different candidates kept for one pending (subject, seq): more than one is already a fork
+/// in the making, which is judged when the gap fills.
+const MAX_CANDIDATES: usize = 4;
+
+/// The entries waiting at one (subject, seq), with their hash and arrival time.
+type Candidates = Vec<(Entry, Hash, Instant)>;
+
 /// The pending area: entries waiting for their predecessor, bounded.
 struct Pending {
-    by_subject: HashMap<PublicKey, BTreeMap<u64, (Entry, Hash, Instant)>>,
+    by_subject: HashMap<PublicKey, BTreeMap<u64, Candidates>>,
     total: usize,
     limits: PendingLimits,
 }
@@ -359,29 +366,40 @@ impl Pending {
         let subject = entry.subject();
         let seq = entry.seq();
         let per = self.by_subject.entry(subject).or_default();
-        if per.contains_key(&seq) {
-            return Ok(()); // the first one waits; a different one will be judged when applied
+        if per
+            .get(&seq)
+            .is_some_and(|c| c.iter().any(|(_, h, _)| *h == hash))
+        {
+            return Ok(()); // the same entry is already waiting
         }
-        if self.total >= self.limits.max_total || per.len() >= self.limits.max_per_subject {
+        let subject_total: usize = per.values().map(Vec::len).sum();
+        let full = self.total >= self.limits.max_total
+            || subject_total >= self.limits.max_per_subject
+            || per.get(&seq).is_some_and(|c| c.len() >= MAX_CANDIDATES);
+        if full {
             if per.is_empty() {
                 self.by_subject.remove(&subject);
             }
             return Err(IngestError::PendingFull);
         }
-        per.insert(seq, (entry, hash, now));
+        per.entry(seq).or_default().push((entry, hash, now));
         self.total += 1;
         Ok(())
     }
 
-    fn take(&mut self, subject: &PublicKey, seq: u64) -> Option<(Entry, Hash)> {
-        let per = self.by_subject.get_mut(subject)?;
-        let got = per.remove(&seq).map(|(e, h, _)| (e, h));
+    /// Every candidate waiting at (subject, seq), in arrival order.
+    fn take(&mut self, subject: &PublicKey, seq: u64) -> Vec<(Entry, Hash)> {
+        let Some(per) = self.by_subject.get_mut(subject) else {
+            return Vec::new();
+        };
+        let got: Vec<(Entry, Hash)> = per
+            .remove(&seq)
+            .map(|c| c.into_iter().map(|(e, h, _)| (e, h)).collect())
+            .unwrap_or_default();
         if per.is_empty() {
             self.by_subject.remove(subject);
         }
-        if got.is_some() {
-            self.total -= 1;
-        }
+        self.total -= got.len();
         got
     }
 
@@ -389,12 +407,15 @@ impl Pending {
         let ttl = self.limits.ttl;
         let mut dropped = 0;
         self.by_subject.retain(|_, per| {
-            per.retain(|_, (_, _, t)| {
-                let keep = now.duration_since(*t) < ttl;
-                if !keep {
-                    dropped += 1;
-                }
-                keep
+            per.retain(|_, cands| {
+                cands.retain(|(_, _, t)| {
+                    let keep = now.duration_since(*t) < ttl;
+                    if !keep {
+                        dropped += 1;
+                    }
+                    keep
+                });
+                !cands.is_empty()
             });
             !per.is_empty()
         });
@@ -544,17 +565,33 @@ impl Writer {
             return Err(self.fork_or_reject(entry, rec, fx));
         }
         let log_index = self.apply(entry, hash, rec, fx)?;
-        // Entries that were waiting for this one.
+        // Entries that were waiting for this one: the first valid candidate extends the chain;
+        // any other candidate at that seq is then judged as a duplicate or a fork.
         let mut next = seq + 1;
-        while let Some((e, h)) = self.pending.take(&subject, next) {
-            let rec = store.subject(&subject)?;
-            match self.apply(e, h, rec, fx) {
-                Ok(_) => next += 1,
-                Err(err) => {
-                    tracing::warn!(%subject, seq = next, error = %err, "pending entry rejected");
-                    break;
+        loop {
+            let candidates = self.pending.take(&subject, next);
+            if candidates.is_empty() {
+                break;
+            }
+            let mut extended = false;
+            for (e, h) in candidates {
+                let res = if extended {
+                    self.process(e, h, fx).map(|_| ())
+                } else {
+                    let rec = store.subject(&subject)?;
+                    self.apply(e, h, rec, fx).map(|_| ())
+                };
+                match res {
+                    Ok(()) => extended = true,
+                    Err(err) => {
+                        tracing::warn!(%subject, seq = next, error = %err, "pending entry not applied");
+                    }
                 }
             }
+            if !extended {
+                break;
+            }
+            next += 1;
         }
         Ok(Outcome {
             status: SubmitStatus::Stored,
@@ -644,6 +681,19 @@ impl Writer {
                         return e.into();
                     }
                     fx.wrote = true;
+                    // Every controller that this subject's chain names hears of the fork.
+                    for controller in rec.consent.controllers.keys() {
+                        fx.events.push(ConsentEvent {
+                            kind: "fork".into(),
+                            subject,
+                            controller: *controller,
+                            purposes: vec![],
+                            seq,
+                            hash: proof.b.hash(),
+                            log_index: 0,
+                            valid_until: None,
+                        });
+                    }
                     self.shared.forks.fetch_add(1, Ordering::SeqCst);
                     self.shared.metrics.forks.inc();
                     tracing::warn!(%subject, seq, "fork detected: the subject's key signed two entries at one position");

@@ -78,6 +78,7 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> anyhow::Result<
     let app = http::router(http::AppState {
         ledger: ledger.clone(),
         node_key: key.public_key(),
+        shutdown: shutdown.clone(),
     });
     let stop = shutdown.clone();
     axum::serve(listener, app)

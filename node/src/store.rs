@@ -420,7 +420,8 @@ impl Store for SledStore {
     fn flush(&self) -> Result<(), StoreError> {
         self.db.flush()?;
         if let Some(f) = &self.log_file {
-            f.sync_data().map_err(|e| StoreError::Engine(sled::Error::Io(e)))?;
+            f.sync_data()
+                .map_err(|e| StoreError::Engine(sled::Error::Io(e)))?;
         }
         Ok(())
     }

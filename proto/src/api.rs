@@ -62,7 +62,7 @@ pub struct SubmitResponse {
 pub enum Verdict {
     /// Consent given and valid at the time asked.
     Allow,
-    /// Withdrawn, refused, expired, forked or stale.
+    /// Withdrawn, refused, expired or forked.
     Deny,
     /// No entry of the subject touches this controller and purpose.
     Unknown,
@@ -257,10 +257,14 @@ pub struct NodeInfo {
 }
 
 /// One state-change event of the `GET /v1/events` stream (the SSE `data:` field).
+///
+/// `grant`, `withdraw` and `refuse` are ledger events: their SSE id is `log_index`. `expire` (a
+/// grant's valid_until passed while it still decided) and `fork` (the subject's chain forked;
+/// every check for it now denies) carry no SSE id, and `log_index` is the grant's (expire) or 0.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct ConsentEvent {
-    /// `grant`, `withdraw`, `refuse` or `expire`.
+    /// `grant`, `withdraw`, `refuse`, `expire` or `fork`.
     pub kind: String,
     /// The subject.
     #[cfg_attr(feature = "openapi", schema(value_type = String))]
