@@ -12,6 +12,7 @@
 //! - [`json`]: the lossless JSON form.
 //! - [`chain`]: entry, link and chain verification; key rotation; fork proofs.
 //! - [`state`]: folding a chain into consent decisions.
+//! - [`merkle`]: RFC 6962 Merkle trees: roots, inclusion and consistency proofs.
 //! - [`vocab`]: DPV purposes, legal bases, data categories; the TCF v2.2 mapping.
 //! - [`api`]: HTTP data-transfer types shared by node and client.
 //! - [`error`]: one error enum per concern.
@@ -63,6 +64,7 @@ pub mod entry;
 pub mod error;
 pub mod json;
 pub mod keys;
+pub mod merkle;
 pub mod sig;
 pub mod state;
 pub mod vocab;
