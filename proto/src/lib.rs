@@ -13,6 +13,7 @@
 //! - [`chain`]: entry, link and chain verification; key rotation; fork proofs.
 //! - [`state`]: folding a chain into consent decisions.
 //! - [`merkle`]: RFC 6962 Merkle trees: roots, inclusion and consistency proofs.
+//! - [`note`]: C2SP signed notes and tlog checkpoints (Ed25519).
 //! - [`vocab`]: DPV purposes, legal bases, data categories; the TCF v2.2 mapping.
 //! - [`api`]: HTTP data-transfer types shared by node and client.
 //! - [`error`]: one error enum per concern.
@@ -65,6 +66,7 @@ pub mod error;
 pub mod json;
 pub mod keys;
 pub mod merkle;
+pub mod note;
 pub mod sig;
 pub mod state;
 pub mod vocab;
