@@ -17,8 +17,8 @@ use axum::{Json, Router};
 use futures_util::Stream;
 use proto::api::{
     BatchAnswer, BatchCheckRequest, BatchCheckResponse, ChainResponse, CheckQuery, CheckResponse,
-    ConsentEvent, ConsentItem, ConsentsResponse, EntryRecord, ErrorBody, LogLine, NodeInfo,
-    SubmitResponse, SubmitStatus, Verdict,
+    ConsentEvent, ConsentItem, ConsentsResponse, ConsistencyProof, EntryRecord, ErrorBody,
+    InclusionProof, LogLine, NodeInfo, SubmitResponse, SubmitStatus, Verdict,
 };
 use proto::chain::ForkProof;
 use proto::entry::{Entry, MAX_ENTRY_BYTES};
@@ -49,6 +49,8 @@ pub struct AppState {
     pub ledger: Ledger,
     /// The node's public key.
     pub node_key: PublicKey,
+    /// Signs this node's checkpoints.
+    pub checkpoints: std::sync::Arc<crate::checkpoint::Checkpointer>,
     /// Cancelled at shutdown: ends event streams so that the server can stop.
     pub shutdown: tokio_util::sync::CancellationToken,
 }
@@ -177,6 +179,9 @@ fn parse_time(s: &str) -> ApiResult<u64> {
         subject_fork,
         entry_by_hash,
         log_entries,
+        checkpoint,
+        inclusion_proof,
+        consistency_proof,
         events,
         healthz,
         node_info,
@@ -198,7 +203,9 @@ fn parse_time(s: &str) -> ApiResult<u64> {
         ConsentsResponse,
         NodeInfo,
         ConsentEvent,
-        LogLine
+        LogLine,
+        InclusionProof,
+        ConsistencyProof
     ))
 )]
 pub struct ApiDoc;
@@ -213,6 +220,9 @@ pub fn router(state: AppState) -> Router {
         .route("/v1/subjects/{subject}/consents", get(subject_consents))
         .route("/v1/subjects/{subject}/fork", get(subject_fork))
         .route("/v1/log/entries", get(log_entries))
+        .route("/v1/log/checkpoint", get(checkpoint))
+        .route("/v1/log/proof/inclusion", get(inclusion_proof))
+        .route("/v1/log/proof/consistency", get(consistency_proof))
         .route("/v1/events", get(events))
         .route("/v1/node/info", get(node_info))
         .route("/healthz", get(healthz))
@@ -606,6 +616,87 @@ async fn log_entries(
     Ok(([(header::CONTENT_TYPE, "application/x-ndjson")], out).into_response())
 }
 
+impl From<crate::store::ProofError> for ApiError {
+    fn from(e: crate::store::ProofError) -> Self {
+        match e {
+            crate::store::ProofError::Store(e) => e.into(),
+            other => ApiError::bad_request(other.to_string()),
+        }
+    }
+}
+
+/// This node's latest checkpoint: a C2SP signed note (text/plain) over the Merkle root of its
+/// ingest log, signed by the node key under the name `log_origin` of `/v1/node/info`.
+#[utoipa::path(get, path = "/v1/log/checkpoint",
+    responses((status = 200, description = "text/plain; a C2SP tlog-checkpoint signed note")))]
+async fn checkpoint(State(st): State<AppState>) -> ApiResult<Response> {
+    let note = st.checkpoints.latest(st.ledger.store())?;
+    Ok(([(header::CONTENT_TYPE, "text/plain; charset=utf-8")], note).into_response())
+}
+
+#[derive(Debug, Deserialize)]
+struct InclusionParams {
+    hash: String,
+    size: Option<u64>,
+}
+
+/// The inclusion proof of entry `hash` in the tree of `size` entries (default: the current log
+/// size).
+#[utoipa::path(get, path = "/v1/log/proof/inclusion",
+    params(("hash" = String, Query), ("size" = Option<u64>, Query)),
+    responses((status = 200, body = InclusionProof), (status = 400, body = ErrorBody), (status = 404, body = ErrorBody)))]
+async fn inclusion_proof(
+    State(st): State<AppState>,
+    q: Result<Query<InclusionParams>, QueryRejection>,
+) -> ApiResult<Json<InclusionProof>> {
+    let q = query(q)?;
+    let hash: Hash = q
+        .hash
+        .parse()
+        .map_err(|e: proto::HexError| ApiError::bad_request(e.to_string()))?;
+    let store = st.ledger.store();
+    let size = q.size.unwrap_or_else(|| store.log_size());
+    let loc = store
+        .locate(&hash)?
+        .ok_or_else(|| ApiError::not_found(format!("no entry {hash}")))?;
+    let proof = store.inclusion_proof(loc.log_index, size)?;
+    Ok(Json(InclusionProof {
+        hash,
+        log_index: loc.log_index,
+        tree_size: size,
+        root: store.tree_root(size)?,
+        proof,
+    }))
+}
+
+#[derive(Debug, Deserialize)]
+struct ConsistencyParams {
+    from: u64,
+    to: Option<u64>,
+}
+
+/// The consistency proof from the tree of `from` entries to the tree of `to` (default: the
+/// current log size).
+#[utoipa::path(get, path = "/v1/log/proof/consistency",
+    params(("from" = u64, Query), ("to" = Option<u64>, Query)),
+    responses((status = 200, body = ConsistencyProof), (status = 400, body = ErrorBody)))]
+async fn consistency_proof(
+    State(st): State<AppState>,
+    q: Result<Query<ConsistencyParams>, QueryRejection>,
+) -> ApiResult<Json<ConsistencyProof>> {
+    let q = query(q)?;
+    let store = st.ledger.store();
+    let to = q.to.unwrap_or_else(|| store.log_size());
+    let proof = store.consistency_proof(q.from, to)?;
+    Ok(Json(ConsistencyProof {
+        from: q.from,
+        to,
+        from_root: store.tree_root(q.from)?,
+        to_root: store.tree_root(to)?,
+        proof,
+    }))
+}
+
 #[derive(Debug, Deserialize)]
 struct EventParams {
     controller: String,
@@ -751,6 +842,8 @@ async fn node_info(State(st): State<AppState>) -> Json<NodeInfo> {
         pending: l.pending(),
         forks: l.forks(),
         writable: l.writable(),
+        log_origin: st.checkpoints.origin().to_owned(),
+        log_vkey: st.checkpoints.vkey(),
     })
 }
 

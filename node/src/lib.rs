@@ -9,6 +9,7 @@
 //! - [`store`]: the `Store` trait and its sled implementation.
 //! - [`ledger`]: the single writer (verified ingest, group commit, pending area, forks) and reads.
 //! - [`http`]: the axum API, its error mapping and the OpenAPI document.
+//! - [`checkpoint`]: signed checkpoints (C2SP) over the ingest log's Merkle tree.
 //! - [`metrics`]: Prometheus metrics.
 //! - [`clock`]: wall-clock time with a configurable offset.
 //!
@@ -16,6 +17,7 @@
 
 #![deny(missing_docs)]
 
+pub mod checkpoint;
 pub mod clock;
 pub mod config;
 pub mod http;
@@ -78,6 +80,7 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> anyhow::Result<
     let app = http::router(http::AppState {
         ledger: ledger.clone(),
         node_key: key.public_key(),
+        checkpoints: Arc::new(checkpoint::Checkpointer::new(key.clone())),
         shutdown: shutdown.clone(),
     });
     let stop = shutdown.clone();

@@ -10,6 +10,7 @@
 //! | `F` subject(32) | fork proof bytes | truth (evidence) |
 //! | `H` hash(32) | log_index(8) subject(32) seq(8) | derived |
 //! | `S` subject(32) | `SubjectRecord` as JSON | derived |
+//! | `T` level(1) index(8, BE) | Merkle hash of the perfect subtree of 2^level leaves | derived |
 //! | `M` name | metadata (format version) | meta |
 //!
 //! The signed entries (`E`, in the order of `L`) are the truth; `H` and `S` can be rebuilt from them
@@ -70,6 +71,25 @@ pub struct Append {
     pub hash: Hash,
     /// The subject's record after this entry.
     pub record: SubjectRecord,
+}
+
+/// Why a Merkle request cannot be answered.
+#[derive(Debug, thiserror::Error)]
+pub enum ProofError {
+    /// The request does not fit the log (index or sizes out of range).
+    #[error("{0}")]
+    Range(#[from] proto::merkle::MerkleError),
+    /// A size beyond the current log.
+    #[error("size {size} is beyond the log size {log_size}")]
+    BeyondLog {
+        /// The size asked.
+        size: u64,
+        /// The log size.
+        log_size: u64,
+    },
+    /// Storage error.
+    #[error(transparent)]
+    Store(#[from] StoreError),
 }
 
 /// Where an entry sits.
@@ -143,6 +163,21 @@ pub trait Store: Send + Sync + 'static {
     fn fork_count(&self) -> u64;
     /// Bytes on disk (approximate).
     fn size_on_disk(&self) -> u64;
+    /// The Merkle root of the first `size` log entries.
+    ///
+    /// # Errors
+    /// [`ProofError`].
+    fn tree_root(&self, size: u64) -> Result<Hash, ProofError>;
+    /// The inclusion proof of log entry `index` in the tree of `size`.
+    ///
+    /// # Errors
+    /// [`ProofError`].
+    fn inclusion_proof(&self, index: u64, size: u64) -> Result<Vec<Hash>, ProofError>;
+    /// The consistency proof between the trees of `first` and `second` entries.
+    ///
+    /// # Errors
+    /// [`ProofError`].
+    fn consistency_proof(&self, first: u64, second: u64) -> Result<Vec<Hash>, ProofError>;
 }
 
 /// The sled implementation of [`Store`].
@@ -183,6 +218,58 @@ fn key_l(index: u64) -> [u8; 9] {
     k[0] = b'L';
     k[1..].copy_from_slice(&index.to_be_bytes());
     k
+}
+
+fn key_t(level: u8, index: u64) -> [u8; 10] {
+    let mut k = [0u8; 10];
+    k[0] = b'T';
+    k[1] = level;
+    k[2..].copy_from_slice(&index.to_be_bytes());
+    k
+}
+
+/// Read access to the stored Merkle nodes, for proof generation. Storage errors are kept and
+/// reported after the computation (the `Subtrees` trait has no error channel).
+struct TreeView<'a> {
+    tree: &'a sled::Tree,
+    error: std::cell::RefCell<Option<StoreError>>,
+}
+
+impl TreeView<'_> {
+    fn node(&self, level: u8, index: u64) -> Hash {
+        let k = key_t(level, index);
+        let got = match self.tree.get(k) {
+            Ok(Some(v)) => arr::<32>(&k, &v).map(Hash::from_bytes),
+            Ok(None) => Err(corrupt(&k, "missing Merkle node")),
+            Err(e) => Err(e.into()),
+        };
+        got.unwrap_or_else(|e| {
+            self.error.borrow_mut().get_or_insert(e);
+            Hash::ZERO
+        })
+    }
+
+    fn finish<T>(self, value: T) -> Result<T, StoreError> {
+        match self.error.into_inner() {
+            Some(e) => Err(e),
+            None => Ok(value),
+        }
+    }
+}
+
+impl proto::merkle::Subtrees for TreeView<'_> {
+    fn leaf(&self, index: u64) -> Hash {
+        self.node(0, index)
+    }
+
+    fn range(&self, start: u64, end: u64) -> Hash {
+        let n = end - start;
+        if n.is_power_of_two() && start % n == 0 {
+            self.node(n.trailing_zeros() as u8, start / n)
+        } else {
+            proto::merkle::range_root(self, start, end)
+        }
+    }
 }
 
 fn corrupt(key: &[u8], reason: impl ToString) -> StoreError {
@@ -241,6 +328,32 @@ impl SledStore {
         })
     }
 
+    /// Adds the Merkle nodes that leaf `index` completes: its leaf hash, and each parent whose
+    /// right child it closes.
+    fn add_tree_nodes(
+        &self,
+        index: u64,
+        entry_hash: &Hash,
+        batch: &mut sled::Batch,
+    ) -> Result<(), StoreError> {
+        let mut node = proto::merkle::leaf_hash(entry_hash.as_bytes());
+        batch.insert(&key_t(0, index)[..], &node.as_bytes()[..]);
+        let mut level = 0u8;
+        let mut idx = index;
+        while idx & 1 == 1 {
+            let k = key_t(level, idx - 1);
+            let left = match self.tree.get(k)? {
+                Some(v) => Hash::from_bytes(arr::<32>(&k, &v)?),
+                None => return Err(corrupt(&k, "missing Merkle node")),
+            };
+            node = proto::merkle::node_hash(&left, &node);
+            level += 1;
+            idx >>= 1;
+            batch.insert(&key_t(level, idx)[..], &node.as_bytes()[..]);
+        }
+        Ok(())
+    }
+
     fn decode_entry(key: &[u8], bytes: &[u8]) -> Result<Entry, StoreError> {
         Entry::from_bytes(bytes).map_err(|e| corrupt(key, e))
     }
@@ -255,6 +368,10 @@ impl SledStore {
             std::collections::HashMap::new();
         let mut batch = sled::Batch::default();
         for r in self.tree.scan_prefix(b"H") {
+            batch.remove(r?.0);
+        }
+        // Merkle nodes are rebuilt in a second pass below, after the old ones are gone.
+        for r in self.tree.scan_prefix(b"T") {
             batch.remove(r?.0);
         }
         let mut n = 0;
@@ -299,6 +416,16 @@ impl SledStore {
             batch.insert(&key_s(b'S', &subject)[..], json);
         }
         self.tree.apply_batch(batch)?;
+        // Merkle nodes, leaf by leaf in log order (each parent reads the left sibling just
+        // written).
+        for r in self.tree.scan_prefix(b"L") {
+            let (k, v) = r?;
+            let index = u64::from_be_bytes(arr::<8>(&k, &k[1..])?);
+            let hash = Hash::from_bytes(arr::<32>(&k, &v)?);
+            let mut b = sled::Batch::default();
+            self.add_tree_nodes(index, &hash, &mut b)?;
+            self.tree.apply_batch(b)?;
+        }
         self.db.flush()?;
         Ok(n)
     }
@@ -400,6 +527,7 @@ impl Store for SledStore {
         let mut batch = sled::Batch::default();
         batch.insert(&key_e(&subject, seq)[..], a.entry.to_bytes());
         batch.insert(&key_l(index)[..], &a.hash.as_bytes()[..]);
+        self.add_tree_nodes(index, &a.hash, &mut batch)?;
         batch.insert(&key_h(&a.hash)[..], loc);
         batch.insert(&key_s(b'S', &subject)[..], record);
         self.tree.apply_batch(batch)?;
@@ -521,5 +649,43 @@ impl Store for SledStore {
 
     fn size_on_disk(&self) -> u64 {
         self.db.size_on_disk().unwrap_or(0)
+    }
+
+    fn tree_root(&self, size: u64) -> Result<Hash, ProofError> {
+        self.within_log(size)?;
+        let view = self.view();
+        let root = proto::merkle::root(&view, size);
+        Ok(view.finish(root)?)
+    }
+
+    fn inclusion_proof(&self, index: u64, size: u64) -> Result<Vec<Hash>, ProofError> {
+        self.within_log(size)?;
+        let view = self.view();
+        let proof = proto::merkle::inclusion_proof(&view, index, size)?;
+        Ok(view.finish(proof)?)
+    }
+
+    fn consistency_proof(&self, first: u64, second: u64) -> Result<Vec<Hash>, ProofError> {
+        self.within_log(second)?;
+        let view = self.view();
+        let proof = proto::merkle::consistency_proof(&view, first, second)?;
+        Ok(view.finish(proof)?)
+    }
+}
+
+impl SledStore {
+    fn view(&self) -> TreeView<'_> {
+        TreeView {
+            tree: &self.tree,
+            error: std::cell::RefCell::new(None),
+        }
+    }
+
+    fn within_log(&self, size: u64) -> Result<(), ProofError> {
+        let log_size = self.log_size();
+        if size > log_size {
+            return Err(ProofError::BeyondLog { size, log_size });
+        }
+        Ok(())
     }
 }

@@ -126,6 +126,28 @@ fn check_against(store: &SledStore, m: &Model) {
             m.forks.get(subject)
         );
     }
+    // The stored Merkle tree agrees with one recomputed from the model's log, at every size.
+    let leaves: Vec<Hash> = m
+        .log
+        .iter()
+        .map(|h| proto::merkle::leaf_hash(h.as_bytes()))
+        .collect();
+    for size in 0..=m.log.len() as u64 {
+        let root = proto::merkle::root(&leaves[..], size);
+        assert_eq!(store.tree_root(size).expect("root"), root, "size {size}");
+        if size > 0 {
+            let idx = size / 2;
+            let p = store.inclusion_proof(idx, size).expect("inclusion");
+            proto::merkle::verify_inclusion(&leaves[idx as usize], idx, size, &p, &root)
+                .expect("inclusion verifies");
+            let first = 1 + size / 3;
+            let c = store.consistency_proof(first, size).expect("consistency");
+            let old = proto::merkle::root(&leaves[..], first);
+            proto::merkle::verify_consistency(first, size, &old, &root, &c)
+                .expect("consistency verifies");
+        }
+    }
+    assert!(store.tree_root(m.log.len() as u64 + 1).is_err());
     assert_eq!(store.subject_count(), m.chains.len() as u64);
     assert_eq!(store.fork_count(), m.forks.len() as u64);
 }

@@ -254,6 +254,48 @@ pub struct NodeInfo {
     pub forks: u64,
     /// False after a failed flush: the node no longer accepts writes.
     pub writable: bool,
+    /// The origin line of this node's checkpoints (also the key name that signs them).
+    pub log_origin: String,
+    /// The C2SP verifier key of this node's checkpoints (`name+id+key`).
+    pub log_vkey: String,
+}
+
+/// `GET /v1/log/proof/inclusion`: an entry's inclusion in this node's log at `tree_size`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct InclusionProof {
+    /// The entry hash (the Merkle leaf is `SHA-256(0x00 || hash)`).
+    #[cfg_attr(feature = "openapi", schema(value_type = String))]
+    pub hash: Hash,
+    /// Its log index.
+    pub log_index: u64,
+    /// The tree size the proof is for.
+    pub tree_size: u64,
+    /// The root at that size.
+    #[cfg_attr(feature = "openapi", schema(value_type = String))]
+    pub root: Hash,
+    /// The audit path, leaf to root.
+    #[cfg_attr(feature = "openapi", schema(value_type = Vec<String>))]
+    pub proof: Vec<Hash>,
+}
+
+/// `GET /v1/log/proof/consistency`: the tree of `from` entries is a prefix of the tree of `to`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct ConsistencyProof {
+    /// The older size.
+    pub from: u64,
+    /// The newer size.
+    pub to: u64,
+    /// Root at `from`.
+    #[cfg_attr(feature = "openapi", schema(value_type = String))]
+    pub from_root: Hash,
+    /// Root at `to`.
+    #[cfg_attr(feature = "openapi", schema(value_type = String))]
+    pub to_root: Hash,
+    /// The proof hashes.
+    #[cfg_attr(feature = "openapi", schema(value_type = Vec<String>))]
+    pub proof: Vec<Hash>,
 }
 
 /// One state-change event of the `GET /v1/events` stream (the SSE `data:` field).

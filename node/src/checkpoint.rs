@@ -1,0 +1,87 @@
+//! This node's signed checkpoints (C2SP tlog-checkpoint) over the Merkle tree of its ingest log.
+//!
+//! The origin is `consent-node/<node public key hex>`, which is also the key name. The latest
+//! checkpoint is cached and re-signed only when the log has grown. A node never signs two
+//! checkpoints of one size with different roots: the tree is append-only and derived from the
+//! log, which the store never rewrites.
+
+use std::sync::Mutex;
+
+use proto::keys::SecretKey;
+use proto::note::{Checkpoint, Verifier};
+
+use crate::store::{ProofError, SledStore, Store};
+
+/// Signs and caches checkpoints.
+pub struct Checkpointer {
+    key: SecretKey,
+    origin: String,
+    /// The last signed (size, note text).
+    latest: Mutex<Option<(u64, String)>>,
+}
+
+impl Checkpointer {
+    /// A checkpointer for the node key.
+    pub fn new(key: SecretKey) -> Self {
+        let origin = format!("consent-node/{}", key.public_key());
+        Checkpointer {
+            key,
+            origin,
+            latest: Mutex::new(None),
+        }
+    }
+
+    /// The origin line and key name.
+    pub fn origin(&self) -> &str {
+        &self.origin
+    }
+
+    /// The verifier key string.
+    pub fn vkey(&self) -> String {
+        self.verifier().to_vkey()
+    }
+
+    /// The verifier of this node's checkpoints.
+    pub fn verifier(&self) -> Verifier {
+        Verifier {
+            name: self.origin.clone(),
+            key: self.key.public_key(),
+        }
+    }
+
+    /// The checkpoint at the current log size, signed.
+    ///
+    /// # Errors
+    /// Storage errors.
+    pub fn latest(&self, store: &SledStore) -> Result<String, ProofError> {
+        let size = store.log_size();
+        if let Ok(guard) = self.latest.lock() {
+            if let Some((s, note)) = guard.as_ref() {
+                if *s == size {
+                    return Ok(note.clone());
+                }
+            }
+        }
+        let cp = Checkpoint {
+            origin: self.origin.clone(),
+            size,
+            root: store.tree_root(size)?,
+            extensions: vec![],
+        };
+        let note = cp
+            .sign(&self.origin, &self.key)
+            .map(|n| n.to_text())
+            .map_err(|e| {
+                ProofError::Store(crate::store::StoreError::Corrupt {
+                    key: "checkpoint".into(),
+                    reason: e.to_string(),
+                })
+            })?;
+        if let Ok(mut guard) = self.latest.lock() {
+            if guard.as_ref().is_none_or(|(s, _)| *s < size) {
+                *guard = Some((size, note.clone()));
+            }
+        }
+        Ok(note)
+    }
+}
