@@ -54,11 +54,19 @@ impl Checkpointer {
     /// # Errors
     /// Storage errors.
     pub fn latest(&self, store: &SledStore) -> Result<String, ProofError> {
+        self.latest_sized(store).map(|(_, note)| note)
+    }
+
+    /// The checkpoint at the current log size, signed, with that size.
+    ///
+    /// # Errors
+    /// Storage errors.
+    pub fn latest_sized(&self, store: &SledStore) -> Result<(u64, String), ProofError> {
         let size = store.log_size();
         if let Ok(guard) = self.latest.lock() {
             if let Some((s, note)) = guard.as_ref() {
                 if *s == size {
-                    return Ok(note.clone());
+                    return Ok((size, note.clone()));
                 }
             }
         }
@@ -82,6 +90,6 @@ impl Checkpointer {
                 *guard = Some((size, note.clone()));
             }
         }
-        Ok(note)
+        Ok((size, note))
     }
 }

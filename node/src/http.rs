@@ -204,6 +204,7 @@ fn parse_time(s: &str) -> ApiResult<u64> {
         NodeInfo,
         ConsentEvent,
         LogLine,
+        proto::api::Evidence,
         InclusionProof,
         ConsistencyProof
     ))
@@ -356,7 +357,52 @@ fn answer(st: &AppState, q: &CheckQuery) -> ApiResult<CheckResponse> {
     let subject = parse_key("subject", &q.subject)?;
     let controller = parse_key("controller", &q.controller)?;
     let at = q.at.as_deref().map(parse_time).transpose()?;
-    Ok(st.ledger.check(&subject, &controller, &q.purpose, at)?)
+    let mut r = st.ledger.check(&subject, &controller, &q.purpose, at)?;
+    if q.evidence {
+        r.evidence = Some(evidence(st, &subject, at)?);
+    }
+    Ok(r)
+}
+
+/// The chain the decision was computed from, the head's inclusion proof and a signed checkpoint.
+fn evidence(
+    st: &AppState,
+    subject: &PublicKey,
+    at: Option<u64>,
+) -> ApiResult<proto::api::Evidence> {
+    let store = st.ledger.store();
+    let mut chain = store.chain(subject, 1, usize::MAX)?;
+    if let Some(t) = at {
+        chain.retain(|e| e.content.issued_at <= t);
+    }
+    // Read after the chain: the log only grows, so the checkpoint covers every entry read.
+    let (size, checkpoint) = st.checkpoints.latest_sized(store)?;
+    let head_inclusion = match chain.last() {
+        None => None,
+        Some(head) => {
+            let hash = head.hash();
+            let loc = store.locate(&hash)?.ok_or_else(|| {
+                ApiError::new(
+                    StatusCode::INTERNAL_SERVER_ERROR,
+                    "storage",
+                    "head not in the log",
+                )
+            })?;
+            Some(InclusionProof {
+                hash,
+                log_index: loc.log_index,
+                tree_size: size,
+                root: store.tree_root(size)?,
+                proof: store.inclusion_proof(loc.log_index, size)?,
+            })
+        }
+    };
+    Ok(proto::api::Evidence {
+        chain: chain.iter().map(|e| hex::encode(e.to_bytes())).collect(),
+        head_inclusion,
+        checkpoint,
+        log_vkey: st.checkpoints.vkey(),
+    })
 }
 
 /// May `controller` use `subject`'s data for `purpose` now (or at `at`)?

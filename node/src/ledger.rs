@@ -325,6 +325,7 @@ fn response(
         head_seq,
         log_size,
         at,
+        evidence: None,
     }
 }
 

@@ -92,6 +92,9 @@ pub struct CheckQuery {
     /// Judge as of this time (RFC 3339) instead of now.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub at: Option<String>,
+    /// Attach the evidence (chain, inclusion proof, signed checkpoint).
+    #[serde(default)]
+    pub evidence: bool,
 }
 
 /// The answer to one consent question, with its evidence.
@@ -129,6 +132,26 @@ pub struct CheckResponse {
     pub log_size: u64,
     /// The time judged at (ms since the Unix epoch).
     pub at: u64,
+    /// With `evidence=true`: everything needed to re-check this answer offline.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub evidence: Option<Evidence>,
+}
+
+/// The evidence behind a decision: the subject's whole chain as stored (canonical hex, seq 1 to
+/// the head), the inclusion proof of the head in a signed checkpoint of the node's log, and the
+/// checkpoint with the node's verifier key. `proto::evidence::verify_decision` re-checks it.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct Evidence {
+    /// The chain, canonical hex per entry, seq 1 first.
+    pub chain: Vec<String>,
+    /// Inclusion of the head entry in the checkpoint's tree (absent when the chain is empty).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub head_inclusion: Option<InclusionProof>,
+    /// The signed checkpoint (C2SP note text).
+    pub checkpoint: String,
+    /// The node's checkpoint verifier key (`name+id+key`).
+    pub log_vkey: String,
 }
 
 /// `POST /v1/consent/check` body.

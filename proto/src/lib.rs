@@ -16,6 +16,7 @@
 //! - [`note`]: C2SP signed notes and tlog checkpoints (Ed25519).
 //! - [`vocab`]: DPV purposes, legal bases, data categories; the TCF v2.2 mapping.
 //! - [`api`]: HTTP data-transfer types shared by node and client.
+//! - [`evidence`]: offline verification of decision records.
 //! - [`error`]: one error enum per concern.
 //!
 //! # Example
@@ -63,6 +64,7 @@ pub mod chain;
 pub mod encoding;
 pub mod entry;
 pub mod error;
+pub mod evidence;
 pub mod json;
 pub mod keys;
 pub mod merkle;
