@@ -359,7 +359,7 @@ fn answer(st: &AppState, q: &CheckQuery) -> ApiResult<CheckResponse> {
     let at = q.at.as_deref().map(parse_time).transpose()?;
     let mut r = st.ledger.check(&subject, &controller, &q.purpose, at)?;
     if q.evidence {
-        r.evidence = Some(evidence(st, &subject, at)?);
+        r.evidence = Some(Box::new(evidence(st, &subject, at)?));
     }
     Ok(r)
 }

@@ -134,7 +134,7 @@ pub struct CheckResponse {
     pub at: u64,
     /// With `evidence=true`: everything needed to re-check this answer offline.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub evidence: Option<Evidence>,
+    pub evidence: Option<Box<Evidence>>,
 }
 
 /// The evidence behind a decision: the subject's whole chain as stored (canonical hex, seq 1 to
