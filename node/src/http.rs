@@ -94,7 +94,9 @@ impl ApiError {
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         let mut r = (self.status, Json(self.body())).into_response();
-        if self.status == StatusCode::SERVICE_UNAVAILABLE {
+        // Worth retrying soon only when the pending area was full; a read-only node needs its
+        // operator.
+        if self.code == "unavailable" {
             r.headers_mut()
                 .insert(header::RETRY_AFTER, header::HeaderValue::from_static("1"));
         }
@@ -112,11 +114,14 @@ impl From<IngestError> for ApiError {
                 message: IngestError::Fork(proof.clone()).to_string(),
                 fork_proof: Some(proof),
             },
-            e @ (IngestError::PendingFull | IngestError::ReadOnly) => ApiError::new(
+            e @ IngestError::PendingFull => ApiError::new(
                 StatusCode::SERVICE_UNAVAILABLE,
                 "unavailable",
                 e.to_string(),
             ),
+            e @ IngestError::ReadOnly => {
+                ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "read_only", e.to_string())
+            }
             IngestError::Storage(e) => {
                 tracing::error!(error = %e, "storage error");
                 ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "storage", e.to_string())

@@ -83,7 +83,7 @@ impl Metrics {
         );
         registry.register(
             "http_errors",
-            "HTTP error responses, by error code",
+            "HTTP error responses, by status code",
             http_errors.clone(),
         );
         Metrics {
