@@ -85,6 +85,10 @@ impl Checkpointer {
                     reason: e.to_string(),
                 })
             })?;
+        // Keep it for exports; if one of this size was kept already, serve that one (a node must
+        // never show two different signed notes for one size, though here they could differ only
+        // in signature randomness, which Ed25519 does not have).
+        store.put_checkpoint(size, &note)?;
         if let Ok(mut guard) = self.latest.lock() {
             if guard.as_ref().is_none_or(|(s, _)| *s < size) {
                 *guard = Some((size, note.clone()));

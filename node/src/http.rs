@@ -185,6 +185,7 @@ fn parse_time(s: &str) -> ApiResult<u64> {
         entry_by_hash,
         log_entries,
         checkpoint,
+        export,
         inclusion_proof,
         consistency_proof,
         events,
@@ -227,6 +228,7 @@ pub fn router(state: AppState) -> Router {
         .route("/v1/subjects/{subject}/fork", get(subject_fork))
         .route("/v1/log/entries", get(log_entries))
         .route("/v1/log/checkpoint", get(checkpoint))
+        .route("/v1/log/export", get(export))
         .route("/v1/log/proof/inclusion", get(inclusion_proof))
         .route("/v1/log/proof/consistency", get(consistency_proof))
         .route("/v1/events", get(events))
@@ -683,6 +685,57 @@ impl From<crate::store::ProofError> for ApiError {
 async fn checkpoint(State(st): State<AppState>) -> ApiResult<Response> {
     let note = st.checkpoints.latest(st.ledger.store())?;
     Ok(([(header::CONTENT_TYPE, "text/plain; charset=utf-8")], note).into_response())
+}
+
+/// A `Write` that sends 64 KiB chunks into a channel (for streaming a body from blocking code).
+struct ChannelWriter {
+    tx: mpsc::Sender<Bytes>,
+    buf: Vec<u8>,
+}
+
+impl std::io::Write for ChannelWriter {
+    fn write(&mut self, data: &[u8]) -> std::io::Result<usize> {
+        self.buf.extend_from_slice(data);
+        if self.buf.len() >= 64 * 1024 {
+            self.flush()?;
+        }
+        Ok(data.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        if self.buf.is_empty() {
+            return Ok(());
+        }
+        let chunk = Bytes::from(std::mem::take(&mut self.buf));
+        self.tx
+            .blocking_send(chunk)
+            .map_err(|_| std::io::Error::new(std::io::ErrorKind::BrokenPipe, "client went away"))
+    }
+}
+
+/// The whole ledger as a self-contained NDJSON export (see `consent audit --file`), streamed.
+#[utoipa::path(get, path = "/v1/log/export",
+    responses((status = 200, description = "application/x-ndjson: header, entries in log order, checkpoints, fork proofs, end")))]
+async fn export(State(st): State<AppState>) -> Response {
+    let (tx, rx) = mpsc::channel::<Bytes>(16);
+    let ledger = st.ledger.clone();
+    let checkpoints = st.checkpoints.clone();
+    tokio::task::spawn_blocking(move || {
+        let mut w = ChannelWriter {
+            tx,
+            buf: Vec::new(),
+        };
+        let now = ledger.clock().now_ms();
+        if let Err(e) =
+            crate::export::write_export(ledger.store(), &checkpoints, now, &mut w, &mut |_| {})
+        {
+            // The status line is sent already; a truncated export has no end line, which the
+            // auditor reports.
+            tracing::warn!(error = %e, "export stopped");
+        }
+    });
+    let body = axum::body::Body::from_stream(ReceiverStream::new(rx).map(Ok::<_, Infallible>));
+    ([(header::CONTENT_TYPE, "application/x-ndjson")], body).into_response()
 }
 
 #[derive(Debug, Deserialize)]

@@ -10,6 +10,7 @@
 //! - [`ledger`]: the single writer (verified ingest, group commit, pending area, forks) and reads.
 //! - [`http`]: the axum API, its error mapping and the OpenAPI document.
 //! - [`checkpoint`]: signed checkpoints (C2SP) over the ingest log's Merkle tree.
+//! - [`export`]: self-contained NDJSON exports for audits.
 //! - [`metrics`]: Prometheus metrics.
 //! - [`clock`]: wall-clock time with a configurable offset.
 //!
@@ -20,6 +21,7 @@
 pub mod checkpoint;
 pub mod clock;
 pub mod config;
+pub mod export;
 pub mod http;
 pub mod ledger;
 pub mod metrics;

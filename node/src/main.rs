@@ -19,6 +19,7 @@ use tokio_util::sync::CancellationToken;
 ///   consent-node run --data-dir /var/lib/consent --http 127.0.0.1:8080
 ///   consent-node run --config node.toml
 ///   consent-node check --data-dir /var/lib/consent
+///   consent-node export --data-dir /var/lib/consent --out ledger.ndjson
 #[derive(Parser, Debug)]
 #[command(
     name = "consent-node",
@@ -72,6 +73,17 @@ enum Command {
         #[arg(long)]
         rebuild: bool,
     },
+    /// Write a self-contained export of a stopped node's ledger (NDJSON: entries in log order,
+    /// checkpoints, fork proofs) for `consent audit --file`. A running node serves the same at
+    /// GET /v1/log/export.
+    Export {
+        /// Data directory.
+        #[arg(long, env = "CONSENT_DATA_DIR")]
+        data_dir: Option<PathBuf>,
+        /// Output file (`-` for standard output).
+        #[arg(long)]
+        out: PathBuf,
+    },
 }
 
 fn init_logs(filter: &str) {
@@ -91,6 +103,16 @@ fn main() {
             Ok(()) => 0,
             Err(e) => {
                 eprintln!("consent-node: error: {e:#}");
+                2
+            }
+        },
+        Command::Export { data_dir, out } => match export(data_dir, &out) {
+            Ok(n) => {
+                eprintln!("exported {n} entries to {}", out.display());
+                0
+            }
+            Err(e) => {
+                eprintln!("consent-node: export failed: {e:#}");
                 2
             }
         },
@@ -169,6 +191,41 @@ async fn wait_for_signal() {
     {
         let _ = tokio::signal::ctrl_c().await;
     }
+}
+
+fn export(data_dir: Option<PathBuf>, out: &std::path::Path) -> anyhow::Result<u64> {
+    let data_dir = data_dir.unwrap_or_else(node::config::default_data_dir);
+    let dir = data_dir.join("store");
+    if !dir.exists() {
+        anyhow::bail!("no store at {}", dir.display());
+    }
+    let store = node::store::SledStore::open(&dir).with_context(|| {
+        format!(
+            "opening the store in {} (is the node still running?)",
+            dir.display()
+        )
+    })?;
+    let key = node::config::node_key(&data_dir)?;
+    let checkpoints = node::checkpoint::Checkpointer::new(key);
+    let now = node::clock::Clock::default().now_ms();
+    let mut progress = |n: u64| eprintln!("exported {n} entries...");
+    let n = if out.as_os_str() == "-" {
+        let stdout = std::io::stdout();
+        let mut w = std::io::BufWriter::new(stdout.lock());
+        node::export::write_export(&store, &checkpoints, now, &mut w, &mut progress)?
+    } else {
+        let f =
+            std::fs::File::create(out).with_context(|| format!("creating {}", out.display()))?;
+        let mut w = std::io::BufWriter::new(f);
+        let n = node::export::write_export(&store, &checkpoints, now, &mut w, &mut progress)?;
+        w.into_inner()
+            .map_err(|e| anyhow::anyhow!("writing {}: {e}", out.display()))?
+            .sync_all()
+            .with_context(|| format!("syncing {}", out.display()))?;
+        n
+    };
+    node::store::Store::flush(&store)?;
+    Ok(n)
 }
 
 fn check(data_dir: Option<PathBuf>, rebuild: bool) -> anyhow::Result<u64> {

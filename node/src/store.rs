@@ -183,6 +183,8 @@ pub trait Store: Send + Sync + 'static {
 /// The sled implementation of [`Store`].
 pub struct SledStore {
     db: sled::Db,
+    /// Every checkpoint this node signed, by size (kept for exports and audits).
+    checkpoints: sled::Tree,
     /// sled's log file, opened again to `fdatasync` it after each flush: on Linux sled 0.34 syncs
     /// with `sync_file_range`, which does not persist the file's size or the device cache.
     log_file: Option<std::fs::File>,
@@ -296,6 +298,7 @@ impl SledStore {
             .flush_every_ms(Some(1000))
             .open()?;
         let tree = db.open_tree("ledger")?;
+        let checkpoints = db.open_tree("checkpoints")?;
         match tree.get(b"Mformat")? {
             None => {
                 tree.insert(b"Mformat", &FORMAT_VERSION.to_be_bytes())?;
@@ -322,6 +325,7 @@ impl SledStore {
         let log_file = std::fs::File::open(dir.join("db")).ok();
         Ok(SledStore {
             db,
+            checkpoints,
             log_file,
             tree,
             log_size: AtomicU64::new(log_size),
@@ -674,6 +678,37 @@ impl Store for SledStore {
 }
 
 impl SledStore {
+    /// Keeps a signed checkpoint (the first one signed at each size).
+    ///
+    /// # Errors
+    /// [`StoreError`].
+    pub fn put_checkpoint(&self, size: u64, note: &str) -> Result<(), StoreError> {
+        let _ = self.checkpoints.compare_and_swap(
+            size.to_be_bytes(),
+            None as Option<&[u8]>,
+            Some(note.as_bytes()),
+        )?;
+        Ok(())
+    }
+
+    /// Every stored fork proof.
+    pub fn fork_proofs(&self) -> impl Iterator<Item = Result<ForkProof, StoreError>> + '_ {
+        self.tree.scan_prefix(b"F").map(|r| {
+            let (k, v) = r?;
+            ForkProof::from_bytes(&v).map_err(|e| corrupt(&k, e))
+        })
+    }
+
+    /// Every kept checkpoint, by increasing size.
+    pub fn checkpoints(&self) -> impl Iterator<Item = Result<(u64, String), StoreError>> + '_ {
+        self.checkpoints.iter().map(|r| {
+            let (k, v) = r?;
+            let size = u64::from_be_bytes(arr::<8>(&k, &k)?);
+            let note = String::from_utf8(v.to_vec()).map_err(|e| corrupt(&k, e))?;
+            Ok((size, note))
+        })
+    }
+
     fn view(&self) -> TreeView<'_> {
         TreeView {
             tree: &self.tree,

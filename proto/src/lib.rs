@@ -15,6 +15,7 @@
 //! - [`merkle`]: RFC 6962 Merkle trees: roots, inclusion and consistency proofs.
 //! - [`note`]: C2SP signed notes and tlog checkpoints (Ed25519).
 //! - [`vocab`]: DPV purposes, legal bases, data categories; the TCF v2.2 mapping.
+//! - [`audit`]: replaying an export and reporting every anomaly.
 //! - [`api`]: HTTP data-transfer types shared by node and client.
 //! - [`evidence`]: offline verification of decision records.
 //! - [`error`]: one error enum per concern.
@@ -60,6 +61,7 @@
 #![deny(missing_docs)]
 
 pub mod api;
+pub mod audit;
 pub mod chain;
 pub mod encoding;
 pub mod entry;

@@ -1,0 +1,106 @@
+//! Self-contained exports of a node's ledger (NDJSON, see `proto::audit::ExportLine`): a header,
+//! every entry in log order, every checkpoint the node signed up to the export's size (the
+//! latest one at exactly that size), every fork proof, and an end line. `consent audit --file`
+//! replays it.
+
+use std::io::Write;
+
+use proto::audit::{ExportLine, EXPORT_FORMAT};
+
+use crate::checkpoint::Checkpointer;
+use crate::store::{SledStore, Store, StoreError};
+
+/// Why an export failed.
+#[derive(Debug, thiserror::Error)]
+pub enum ExportError {
+    /// Storage.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    /// Proof or checkpoint.
+    #[error(transparent)]
+    Proof(#[from] crate::store::ProofError),
+    /// Writing.
+    #[error("writing the export: {0}")]
+    Io(#[from] std::io::Error),
+}
+
+fn line(out: &mut dyn Write, l: &ExportLine) -> Result<(), ExportError> {
+    serde_json::to_writer(&mut *out, l).map_err(std::io::Error::other)?;
+    out.write_all(b"\n")?;
+    Ok(())
+}
+
+/// Writes the export to `out`; returns the number of entries. `progress` is called every 10,000
+/// entries with the count so far.
+///
+/// # Errors
+/// [`ExportError`].
+pub fn write_export(
+    store: &SledStore,
+    checkpoints: &Checkpointer,
+    exported_at: u64,
+    out: &mut dyn Write,
+    progress: &mut dyn FnMut(u64),
+) -> Result<u64, ExportError> {
+    // Fix the size first: the log may grow while we write.
+    let (size, latest) = checkpoints.latest_sized(store)?;
+    line(
+        out,
+        &ExportLine::Header {
+            format: EXPORT_FORMAT.into(),
+            origin: checkpoints.origin().to_owned(),
+            log_vkey: checkpoints.vkey(),
+            size,
+            exported_at,
+        },
+    )?;
+    let mut next = 0u64;
+    while next < size {
+        let page = store.log_range(next, 1000.min((size - next) as usize))?;
+        if page.is_empty() {
+            break;
+        }
+        for (index, hash) in page {
+            let loc = store.locate(&hash)?.ok_or_else(|| StoreError::Corrupt {
+                key: hash.to_string(),
+                reason: "logged entry has no location".into(),
+            })?;
+            let e = store
+                .entry(&loc.subject, loc.seq)?
+                .ok_or_else(|| StoreError::Corrupt {
+                    key: hash.to_string(),
+                    reason: "logged entry is not stored".into(),
+                })?;
+            line(
+                out,
+                &ExportLine::Entry {
+                    log_index: index,
+                    hex: hex::encode(e.to_bytes()),
+                },
+            )?;
+            next = index + 1;
+            if next % 10_000 == 0 {
+                progress(next);
+            }
+        }
+    }
+    for r in store.checkpoints() {
+        let (s, note) = r?;
+        if s < size {
+            line(out, &ExportLine::Checkpoint { note })?;
+        }
+    }
+    line(out, &ExportLine::Checkpoint { note: latest })?;
+    for r in store.fork_proofs() {
+        let proof = r?;
+        line(
+            out,
+            &ExportLine::Fork {
+                hex: hex::encode(proof.to_bytes()),
+            },
+        )?;
+    }
+    line(out, &ExportLine::End { entries: next })?;
+    out.flush()?;
+    Ok(next)
+}

@@ -1,0 +1,421 @@
+//! Auditing an export: replay every entry of a node's log and check everything that can be
+//! checked without trusting the node.
+//!
+//! An export is NDJSON, one [`ExportLine`] per line: a header, every entry in log order, the
+//! node's signed checkpoints, the fork proofs it holds, and an end line with the count. The
+//! auditor checks, and names in its report when they fail: the format; that log indices run
+//! 0, 1, 2, ... without gaps, repeats or reordering; that every entry decodes and its signature
+//! verifies; that every subject's entries appear in seq order and form a valid chain (links,
+//! signers, rotations); that every checkpoint is signed by the node's key and its root equals
+//! the Merkle root recomputed from the exported log at its size (so a rewritten or
+//! inconsistent checkpoint, a changed, dropped or reordered entry is caught); that checkpoints
+//! never shrink; and that every fork proof verifies. It then recomputes every subject's state.
+
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
+
+use serde::{Deserialize, Serialize};
+
+use crate::chain::{ChainHead, ForkProof};
+use crate::entry::Entry;
+use crate::error::EntryError;
+use crate::keys::{Hash, PublicKey};
+use crate::merkle;
+use crate::note::{Checkpoint, Verifier};
+use crate::state::ConsentState;
+
+/// The export format name.
+pub const EXPORT_FORMAT: &str = "consent-ledger-export/v1";
+
+/// One line of an export.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case", deny_unknown_fields)]
+pub enum ExportLine {
+    /// First line.
+    Header {
+        /// [`EXPORT_FORMAT`].
+        format: String,
+        /// The node's log origin.
+        origin: String,
+        /// The node's checkpoint verifier key.
+        log_vkey: String,
+        /// Number of entries exported.
+        size: u64,
+        /// Export time (ms since the Unix epoch).
+        exported_at: u64,
+    },
+    /// One entry, in log order.
+    Entry {
+        /// Its log index.
+        log_index: u64,
+        /// Canonical encoding, hex.
+        hex: String,
+    },
+    /// A signed checkpoint (C2SP note text).
+    Checkpoint {
+        /// The note.
+        note: String,
+    },
+    /// A fork proof (canonical encoding, hex).
+    Fork {
+        /// The proof.
+        hex: String,
+    },
+    /// Last line.
+    End {
+        /// Number of entry lines.
+        entries: u64,
+    },
+}
+
+/// What to report besides the checks.
+#[derive(Clone, Debug, Default)]
+pub struct AuditOptions {
+    /// Reconstruct states as of this time (ms) instead of the end of the log.
+    pub at: Option<u64>,
+    /// Limit the states to this controller.
+    pub controller: Option<PublicKey>,
+    /// The node's checkpoint key, if the auditor knows it independently; otherwise the key in the
+    /// export's header is used (which proves consistency, not identity).
+    pub trusted: Option<Verifier>,
+}
+
+/// One checkpoint's verdict.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CheckpointReport {
+    /// Tree size.
+    pub size: u64,
+    /// Root hash.
+    pub root: Hash,
+    /// Signed by the node's key.
+    pub signature_ok: bool,
+    /// Its root equals the root recomputed from the exported log at its size.
+    pub matches_log: bool,
+}
+
+/// One subject's state for one controller and purpose.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct StateLine {
+    /// Subject.
+    pub subject: PublicKey,
+    /// Controller.
+    pub controller: PublicKey,
+    /// Purpose ("*" for a withdraw or refuse of every purpose).
+    pub purpose: String,
+    /// DPV status or "forked".
+    pub status: String,
+    /// Deciding seq.
+    pub seq: Option<u64>,
+}
+
+/// The audit's result.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AuditReport {
+    /// True when no anomaly was found.
+    pub ok: bool,
+    /// Entries read.
+    pub entries: u64,
+    /// Entries whose signature verified.
+    pub signatures_ok: u64,
+    /// Distinct subjects.
+    pub subjects: u64,
+    /// Distinct controllers.
+    pub controllers: u64,
+    /// Grants, withdrawals, refusals and rotations.
+    pub kinds: BTreeMap<String, u64>,
+    /// Merkle root of the whole exported log.
+    pub tree_root: Option<Hash>,
+    /// Every checkpoint.
+    pub checkpoints: Vec<CheckpointReport>,
+    /// Subjects with a verified fork proof.
+    pub forked_subjects: Vec<PublicKey>,
+    /// Everything that is wrong, one line each.
+    pub anomalies: Vec<String>,
+    /// States at the end of the log or at `at`.
+    pub states: Vec<StateLine>,
+    /// The time states were judged at (ms).
+    pub judged_at: u64,
+}
+
+/// Parses an export's lines.
+///
+/// # Errors
+/// The first line that is not a valid export line, with its number (from 1).
+pub fn parse_export(text: &str) -> Result<Vec<ExportLine>, String> {
+    text.lines()
+        .enumerate()
+        .filter(|(_, l)| !l.trim().is_empty())
+        .map(|(i, l)| serde_json::from_str(l).map_err(|e| format!("line {}: {e}", i + 1)))
+        .collect()
+}
+
+/// Checks every entry's signature and returns each failure (index and reason).
+pub type SignatureCheck = dyn Fn(&[Entry]) -> Vec<(usize, EntryError)>;
+
+/// Audits an export. `verify_signatures` checks every entry's signature and returns each failure
+/// (a caller can run it on all cores); [`verify_signatures_sequential`] is the simple one. `now` is
+/// used when no `at` is given.
+pub fn audit(
+    lines: &[ExportLine],
+    options: &AuditOptions,
+    now: u64,
+    verify_signatures: &SignatureCheck,
+) -> AuditReport {
+    let mut r = AuditReport::default();
+    let mut anomalies = Vec::new();
+    let mut header_vkey = None;
+    let mut declared_size = None;
+    let mut end_count = None;
+    let mut entries: Vec<Entry> = Vec::new();
+    let mut leaves: Vec<Hash> = Vec::new();
+    let mut notes = Vec::new();
+    let mut forks = Vec::new();
+    for (i, line) in lines.iter().enumerate() {
+        match line {
+            ExportLine::Header {
+                format,
+                log_vkey,
+                size,
+                ..
+            } => {
+                if i != 0 {
+                    anomalies.push(format!("line {}: header not on the first line", i + 1));
+                }
+                if format != EXPORT_FORMAT {
+                    anomalies.push(format!("unknown export format {format:?}"));
+                }
+                header_vkey = Some(log_vkey.clone());
+                declared_size = Some(*size);
+            }
+            ExportLine::Entry { log_index, hex } => {
+                let expected = leaves.len() as u64;
+                if *log_index != expected {
+                    anomalies.push(format!(
+                        "log index {log_index} where {expected} was expected (entries dropped, repeated or reordered)"
+                    ));
+                }
+                let decoded = hex::decode(hex)
+                    .map_err(|_| "not hex".to_owned())
+                    .and_then(|b| Entry::from_bytes(&b).map_err(|e| e.to_string()));
+                match decoded {
+                    Ok(e) => {
+                        leaves.push(merkle::leaf_hash(e.hash().as_bytes()));
+                        entries.push(e);
+                    }
+                    Err(err) => {
+                        anomalies.push(format!(
+                            "log index {log_index}: entry does not decode: {err}"
+                        ));
+                        // Keep the position so later indices and the tree stay aligned: the leaf
+                        // of undecodable bytes is the hash over their domain-tagged bytes.
+                        let raw = hex::decode(hex).unwrap_or_default();
+                        leaves.push(merkle::leaf_hash(
+                            crate::entry::hash_entry_bytes(&raw).as_bytes(),
+                        ));
+                    }
+                }
+            }
+            ExportLine::Checkpoint { note } => notes.push(note.clone()),
+            ExportLine::Fork { hex } => forks.push(hex.clone()),
+            ExportLine::End { entries: n } => end_count = Some(*n),
+        }
+    }
+    let n = leaves.len() as u64;
+    r.entries = n;
+    if header_vkey.is_none() {
+        anomalies.push("no header line".into());
+    }
+    if declared_size.is_some_and(|s| s != n) {
+        anomalies.push(format!(
+            "header declares {} entries, the export has {n}",
+            declared_size.unwrap_or(0)
+        ));
+    }
+    match end_count {
+        None => anomalies.push("no end line: the export is truncated".into()),
+        Some(c) if c != n => {
+            anomalies.push(format!("end line counts {c} entries, the export has {n}"))
+        }
+        Some(_) => {}
+    }
+
+    // Signatures, all at once.
+    let bad_sigs = verify_signatures(&entries);
+    let bad_set: HashSet<usize> = bad_sigs.iter().map(|(i, _)| *i).collect();
+    for (i, e) in &bad_sigs {
+        anomalies.push(format!(
+            "entry {} (subject {}, seq {}): {e}",
+            entries[*i].hash(),
+            entries[*i].subject(),
+            entries[*i].seq()
+        ));
+    }
+    r.signatures_ok = entries.len() as u64 - bad_sigs.len() as u64;
+
+    // Chains, in log order.
+    let mut heads: HashMap<PublicKey, ChainHead> = HashMap::new();
+    let mut broken: HashSet<PublicKey> = HashSet::new();
+    let mut chains: BTreeMap<PublicKey, Vec<Entry>> = BTreeMap::new();
+    let mut seen: HashSet<Hash> = HashSet::new();
+    let mut controllers: BTreeSet<PublicKey> = BTreeSet::new();
+    for (i, e) in entries.iter().enumerate() {
+        *r.kinds.entry(e.kind().as_str().to_owned()).or_default() += 1;
+        if let Some(k) = e.content.body.consent() {
+            controllers.insert(k.controller);
+        }
+        let subject = e.subject();
+        if !seen.insert(e.hash()) {
+            anomalies.push(format!("entry {} appears twice", e.hash()));
+            continue;
+        }
+        if bad_set.contains(&i) || broken.contains(&subject) {
+            broken.insert(subject);
+            continue;
+        }
+        let res = match heads.get_mut(&subject) {
+            None => ChainHead::genesis_unverified(e).map(|h| {
+                heads.insert(subject, h);
+            }),
+            Some(h) => h.check_next_unsigned(e).map(|()| h.advance(e, e.hash())),
+        };
+        match res {
+            Ok(()) => chains.entry(subject).or_default().push(e.clone()),
+            Err(err) => {
+                anomalies.push(format!("subject {subject}: {err}"));
+                broken.insert(subject);
+            }
+        }
+    }
+    r.subjects = heads.len().max(chains.len()) as u64;
+    r.controllers = controllers.len() as u64;
+
+    // Merkle tree and checkpoints.
+    r.tree_root = Some(merkle::root(&leaves[..], n));
+    let embedded = header_vkey
+        .as_deref()
+        .and_then(|v| Verifier::from_vkey(v).ok());
+    let verifier = options.trusted.clone().or(embedded);
+    let mut last_size = 0;
+    for note in &notes {
+        let parsed = crate::note::Note::parse(note)
+            .map_err(|e| e.to_string())
+            .and_then(|nt| {
+                Checkpoint::from_text(&nt.text)
+                    .map(|c| (nt, c))
+                    .map_err(|e| e.to_string())
+            });
+        let (nt, cp) = match parsed {
+            Ok(x) => x,
+            Err(e) => {
+                anomalies.push(format!("checkpoint does not parse: {e}"));
+                continue;
+            }
+        };
+        let signature_ok = verifier.as_ref().is_some_and(|v| nt.verify(v).is_ok());
+        if !signature_ok {
+            anomalies.push(format!(
+                "checkpoint at size {}: signature does not verify",
+                cp.size
+            ));
+        }
+        let matches_log = cp.size <= n && merkle::root(&leaves[..], cp.size) == cp.root;
+        if !matches_log {
+            anomalies.push(format!(
+                "checkpoint at size {}: root {} is not the root of the exported log at that size (history rewritten, or the checkpoint is inconsistent)",
+                cp.size, cp.root
+            ));
+        }
+        if cp.size < last_size {
+            anomalies.push(format!(
+                "checkpoint at size {} follows one at size {last_size}",
+                cp.size
+            ));
+        }
+        last_size = last_size.max(cp.size);
+        r.checkpoints.push(CheckpointReport {
+            size: cp.size,
+            root: cp.root,
+            signature_ok,
+            matches_log,
+        });
+    }
+    if notes.is_empty() {
+        anomalies.push("no checkpoint in the export".into());
+    }
+
+    // Fork proofs: valid alone, and against the exported chain's keys where it is present.
+    let mut forked: BTreeSet<PublicKey> = BTreeSet::new();
+    for h in &forks {
+        let proof = hex::decode(h)
+            .map_err(|_| "not hex".to_owned())
+            .and_then(|b| ForkProof::from_bytes(&b).map_err(|e| e.to_string()));
+        match proof {
+            Ok(p) => {
+                let chain = chains.get(&p.subject());
+                let against_chain = chain.is_none_or(|c| {
+                    let prefix: Vec<Entry> =
+                        c.iter().filter(|e| e.seq() < p.seq()).cloned().collect();
+                    let hist = crate::chain::key_history(&prefix, p.seq());
+                    hist.len() == p.key_history.len()
+                        && hist
+                            .iter()
+                            .zip(&p.key_history)
+                            .all(|(x, y)| x.hash() == y.hash())
+                });
+                if against_chain {
+                    forked.insert(p.subject());
+                } else {
+                    anomalies.push(format!(
+                        "fork proof for subject {} at seq {}: its key history differs from the chain's",
+                        p.subject(),
+                        p.seq()
+                    ));
+                }
+            }
+            Err(e) => anomalies.push(format!("fork proof does not verify: {e}")),
+        }
+    }
+    r.forked_subjects = forked.iter().copied().collect();
+
+    // States.
+    let judged_at = options.at.unwrap_or(now);
+    r.judged_at = judged_at;
+    for (subject, chain) in &chains {
+        let state = match options.at {
+            Some(t) => ConsentState::fold_until(chain.iter(), t),
+            None => ConsentState::fold(chain.iter()),
+        };
+        for (controller, purpose, d) in state.all(judged_at) {
+            if options.controller.is_some_and(|c| c != controller) {
+                continue;
+            }
+            let forked_now = forked.contains(subject);
+            r.states.push(StateLine {
+                subject: *subject,
+                controller,
+                purpose,
+                status: if forked_now {
+                    "forked".into()
+                } else {
+                    d.status.dpv().into()
+                },
+                seq: if forked_now { None } else { d.seq },
+            });
+        }
+    }
+    r.ok = anomalies.is_empty();
+    r.anomalies = anomalies;
+    r
+}
+
+/// Verifies every entry's signature in one batch, then alone where the batch fails, and returns
+/// every failure.
+pub fn verify_signatures_sequential(entries: &[Entry]) -> Vec<(usize, EntryError)> {
+    match crate::chain::verify_entries(entries) {
+        Ok(()) => vec![],
+        Err(_) => entries
+            .iter()
+            .enumerate()
+            .filter_map(|(i, e)| crate::verify_entry(e).err().map(|err| (i, err)))
+            .collect(),
+    }
+}
