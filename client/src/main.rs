@@ -1,101 +1,130 @@
 //! `consent`: the command line for customers and auditors.
 //!
-//! This first version offers `consent inspect`, which decodes and verifies an encoded entry
-//! (hex or JSON) offline and prints it; key management and the node commands land with the CLI
-//! issue.
+//! Parses the command line, dispatches to `client::commands`, prints the report (human text, or
+//! JSON with `--json`) and exits with the documented code (docs/CLI.md). Errors go to standard
+//! error, as `error: ...` or, with `--json`, as one JSON object `{error, message}`.
 
-use std::io::Read;
+use std::io::Write;
+use std::process::ExitCode;
 
-use anyhow::{bail, Context};
-use clap::{Parser, Subcommand};
+use anyhow::Context;
+use clap::Parser;
+use client::cli::{Cli, Command};
+use client::commands::{
+    check, completions, controllers, id, init, inspect, log, receipt, recover, sign, status, submit,
+};
+use client::error::EXIT_USAGE;
+use client::{Ctx, Report};
 
-/// consent-ledger's command line for customers and auditors (early version).
-#[derive(Parser, Debug)]
-#[command(name = "consent", version, about, long_about = None)]
-struct Cli {
-    /// Print machine-readable JSON.
-    #[arg(long, global = true)]
-    json: bool,
-    #[command(subcommand)]
-    command: Command,
-}
-
-#[derive(Subcommand, Debug)]
-enum Command {
-    /// Decode an entry (canonical hex, or its JSON form) and verify its form and signature.
-    ///
-    /// Reads FILE, or standard input when FILE is `-` or absent.
-    ///
-    /// Example: consent inspect entry.hex
-    Inspect {
-        /// A file holding one entry as canonical hex or JSON.
-        file: Option<std::path::PathBuf>,
-    },
-}
-
-fn read_input(file: Option<&std::path::Path>) -> anyhow::Result<String> {
-    let mut s = String::new();
-    match file {
-        Some(p) if p.as_os_str() != "-" => {
-            s = std::fs::read_to_string(p).with_context(|| format!("reading {}", p.display()))?;
-        }
-        _ => {
-            std::io::stdin()
-                .read_to_string(&mut s)
-                .context("reading standard input")?;
-        }
-    }
-    Ok(s)
-}
-
-fn main() {
-    let cli = Cli::parse();
+fn main() -> ExitCode {
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(e) => return usage_error(&e),
+    };
+    let json = cli.global.json;
     match run(&cli) {
-        Ok(()) => {}
+        Ok(report) => {
+            for n in &report.notes {
+                eprintln!("{n}");
+            }
+            let out = if json {
+                match serde_json::to_string_pretty(&report.json) {
+                    Ok(s) => s,
+                    Err(e) => {
+                        print_error(json, &anyhow::anyhow!("serialising the output: {e}"));
+                        return ExitCode::from(EXIT_USAGE);
+                    }
+                }
+            } else {
+                report.text
+            };
+            if !out.is_empty() {
+                // A closed pipe (`consent log | head`) is not an error worth a panic.
+                let mut stdout = std::io::stdout().lock();
+                let _ = writeln!(stdout, "{out}").and_then(|()| stdout.flush());
+            }
+            ExitCode::from(report.exit)
+        }
         Err(e) => {
-            eprintln!("error: {e:#}");
-            std::process::exit(2);
+            // `consent check` is for scripts: 0 allow, 1 deny or unknown, 2 any error.
+            let code = if matches!(cli.command, Command::Check { .. }) {
+                EXIT_USAGE
+            } else {
+                e.downcast_ref::<client::Error>()
+                    .map_or(EXIT_USAGE, client::Error::exit_code)
+            };
+            print_error(json, &e);
+            ExitCode::from(code)
         }
     }
 }
 
-fn run(cli: &Cli) -> anyhow::Result<()> {
-    match &cli.command {
-        Command::Inspect { file } => {
-            let text = read_input(file.as_deref())?;
-            let text = text.trim();
-            let entry = if text.starts_with('{') {
-                serde_json::from_str::<proto::Entry>(text).context("parsing the JSON entry")?
-            } else {
-                let bytes = hex::decode(text).context("the input is neither JSON nor hex")?;
-                proto::Entry::from_bytes(&bytes).context("decoding the entry")?
-            };
-            let verdict = proto::verify_entry(&entry);
-            if cli.json {
-                let v = serde_json::json!({
-                    "hash": entry.hash().to_string(),
-                    "entry": entry,
-                    "signature_valid": verdict.is_ok(),
-                    "error": verdict.as_ref().err().map(ToString::to_string),
-                });
-                println!("{}", serde_json::to_string_pretty(&v)?);
-            } else {
-                println!("hash      {}", entry.hash());
-                println!("subject   {}", entry.subject());
-                println!("seq       {}", entry.seq());
-                println!("kind      {}", entry.kind());
-                println!(
-                    "signature {}",
-                    match &verdict {
-                        Ok(()) => "valid".to_owned(),
-                        Err(e) => format!("INVALID: {e}"),
-                    }
-                );
-            }
-            if verdict.is_err() {
-                bail!("the entry does not verify");
-            }
-            Ok(())
-        }
+/// Help and version go to stdout as usual; usage errors exit 2, as JSON with `--json`.
+fn usage_error(e: &clap::Error) -> ExitCode {
+    use clap::error::ErrorKind;
+    let informational = matches!(
+        e.kind(),
+        ErrorKind::DisplayHelp
+            | ErrorKind::DisplayVersion
+            | ErrorKind::DisplayHelpOnMissingArgumentOrSubcommand
+    );
+    if informational || !std::env::args_os().any(|a| a == "--json") {
+        let _ = e.print();
+        return ExitCode::from(if e.use_stderr() { EXIT_USAGE } else { 0 });
     }
+    let body = serde_json::json!({ "error": "usage", "message": e.to_string().trim_end() });
+    eprintln!("{body}");
+    ExitCode::from(EXIT_USAGE)
+}
+
+fn print_error(json: bool, e: &anyhow::Error) {
+    if json {
+        let code = e
+            .downcast_ref::<client::Error>()
+            .map_or("error", client::Error::code);
+        let body = serde_json::json!({ "error": code, "message": format!("{e:#}") });
+        eprintln!("{body}");
+    } else {
+        eprintln!("error: {e:#}");
+    }
+}
+
+fn run(cli: &Cli) -> anyhow::Result<Report> {
+    let ctx = Ctx::new(&cli.global)?;
+    let r = match &cli.command {
+        Command::Init {
+            no_passphrase,
+            recovery_key,
+        } => init::run(&ctx, *no_passphrase, recovery_key.as_deref())
+            .with_context(|| format!("consent init in {}", ctx.home.dir().display()))?,
+        Command::Id { controller } => id::run(&ctx, controller)?,
+        Command::Recover {
+            controller,
+            no_passphrase,
+        } => recover::run(&ctx, controller, *no_passphrase).context("consent recover")?,
+        Command::Grant(a) => sign::grant(&ctx, a)
+            .with_context(|| format!("grant for controller {}", a.fields.controller))?,
+        Command::Withdraw(a) => sign::change(&ctx, sign::Decision::Withdraw, a)
+            .with_context(|| format!("withdraw for controller {}", a.fields.controller))?,
+        Command::Refuse(a) => sign::change(&ctx, sign::Decision::Refuse, a)
+            .with_context(|| format!("refuse for controller {}", a.fields.controller))?,
+        Command::Status { controller } => status::run(&ctx, controller.as_deref())?,
+        Command::Log { controller } => log::run(&ctx, controller)?,
+        Command::Receipt { hash } => {
+            receipt::run(&ctx, hash).with_context(|| format!("receipt for {hash}"))?
+        }
+        Command::Check {
+            subject,
+            controller,
+            purpose,
+            at,
+        } => check::run(&ctx, subject, controller, purpose, at.as_deref())?,
+        Command::Submit { file } => {
+            submit::run(&ctx, file).with_context(|| format!("submitting {}", file.display()))?
+        }
+        Command::Controllers(c) => controllers::run(&ctx, c)?,
+        Command::Completions { shell } => completions::run(*shell)?,
+        Command::Inspect { file } => inspect::run(&ctx, file.as_deref())?,
+    };
+    Ok(r)
 }
