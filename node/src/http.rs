@@ -7,7 +7,7 @@ use std::convert::Infallible;
 use std::time::{Duration, Instant};
 
 use axum::body::Bytes;
-use axum::extract::rejection::{BytesRejection, JsonRejection, QueryRejection};
+use axum::extract::rejection::{BytesRejection, JsonRejection, PathRejection, QueryRejection};
 use axum::extract::{DefaultBodyLimit, Path, Query, State};
 use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::sse::{Event, KeepAlive, Sse};
@@ -153,6 +153,11 @@ type ApiResult<T> = Result<T, ApiError>;
 fn parse_key(field: &str, s: &str) -> ApiResult<PublicKey> {
     s.parse()
         .map_err(|e| ApiError::bad_request(format!("{field}: {e}")))
+}
+
+fn path(p: Result<Path<String>, PathRejection>) -> ApiResult<String> {
+    p.map(|Path(s)| s)
+        .map_err(|e| ApiError::bad_request(e.body_text()))
 }
 
 fn query<T>(q: Result<Query<T>, QueryRejection>) -> ApiResult<T> {
@@ -488,10 +493,10 @@ fn record(st: &AppState, e: Entry) -> ApiResult<EntryRecord> {
     responses((status = 200, body = ChainResponse), (status = 400, body = ErrorBody)))]
 async fn subject_entries(
     State(st): State<AppState>,
-    Path(subject): Path<String>,
+    subject: Result<Path<String>, PathRejection>,
     q: Result<Query<ChainParams>, QueryRejection>,
 ) -> ApiResult<Json<ChainResponse>> {
-    let subject = parse_key("subject", &subject)?;
+    let subject = parse_key("subject", &path(subject)?)?;
     let q = query(q)?;
     let limit = q.limit.unwrap_or(MAX_PAGE).min(MAX_PAGE);
     let store = st.ledger.store();
@@ -514,9 +519,9 @@ async fn subject_entries(
     responses((status = 200, body = ConsentsResponse), (status = 400, body = ErrorBody)))]
 async fn subject_consents(
     State(st): State<AppState>,
-    Path(subject): Path<String>,
+    subject: Result<Path<String>, PathRejection>,
 ) -> ApiResult<Json<ConsentsResponse>> {
-    let subject = parse_key("subject", &subject)?;
+    let subject = parse_key("subject", &path(subject)?)?;
     let now = st.ledger.clock().now_ms();
     let rec = st.ledger.store().subject(&subject)?;
     let (head_seq, forked, consents) = match rec {
@@ -588,9 +593,9 @@ async fn subject_consents(
     responses((status = 200, description = "The fork proof (JSON form)"), (status = 404, body = ErrorBody)))]
 async fn subject_fork(
     State(st): State<AppState>,
-    Path(subject): Path<String>,
+    subject: Result<Path<String>, PathRejection>,
 ) -> ApiResult<Json<ForkProof>> {
-    let subject = parse_key("subject", &subject)?;
+    let subject = parse_key("subject", &path(subject)?)?;
     st.ledger
         .store()
         .fork(&subject)?
@@ -603,9 +608,9 @@ async fn subject_fork(
     responses((status = 200, body = EntryRecord), (status = 404, body = ErrorBody)))]
 async fn entry_by_hash(
     State(st): State<AppState>,
-    Path(hash): Path<String>,
+    hash: Result<Path<String>, PathRejection>,
 ) -> ApiResult<Json<EntryRecord>> {
-    let hash: Hash = hash
+    let hash: Hash = path(hash)?
         .parse()
         .map_err(|e: proto::HexError| ApiError::bad_request(e.to_string()))?;
     let store = st.ledger.store();
