@@ -79,7 +79,7 @@ pub fn write_export(
                 },
             )?;
             next = index + 1;
-            if next % 10_000 == 0 {
+            if next.is_multiple_of(10_000) {
                 progress(next);
             }
         }

@@ -266,7 +266,7 @@ impl proto::merkle::Subtrees for TreeView<'_> {
 
     fn range(&self, start: u64, end: u64) -> Hash {
         let n = end - start;
-        if n.is_power_of_two() && start % n == 0 {
+        if n.is_power_of_two() && start.is_multiple_of(n) {
             self.node(n.trailing_zeros() as u8, start / n)
         } else {
             proto::merkle::range_root(self, start, end)
