@@ -25,7 +25,7 @@ fn entry(subject: u8, seq: u64, prev: Hash, variant: u8) -> Entry {
     let sk = key(subject);
     let body = Consent {
         controller: key(200).public_key(),
-        purposes: vec![if variant % 2 == 0 {
+        purposes: vec![if variant.is_multiple_of(2) {
             "dpv:Marketing".into()
         } else {
             "dpv:ServiceProvision".into()
