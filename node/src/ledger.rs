@@ -26,7 +26,7 @@ use tokio::sync::{broadcast, mpsc, oneshot};
 
 use crate::clock::Clock;
 use crate::metrics::Metrics;
-use crate::store::{Append, SledStore, Store, StoreError, SubjectRecord};
+use crate::store::{Append, SledStore, Store, StoreError, SubjectRecord, WriteGroup};
 
 /// Most submissions handled (and flushed) together.
 pub const MAX_GROUP: usize = 512;
@@ -431,12 +431,18 @@ struct Writer {
     pending: Pending,
 }
 
-/// What one group wrote, to publish after a successful flush.
-#[derive(Default)]
-struct GroupEffects {
-    wrote: bool,
+/// One group's writes (applied as one batch) and what to publish after a successful flush.
+struct GroupEffects<'a> {
+    /// The store writes, visible to this group's reads.
+    g: WriteGroup<'a>,
+    /// Events to send once durable.
     events: Vec<ConsentEvent>,
+    /// Entries appended.
     stored: u64,
+    /// New subjects.
+    new_subjects: u64,
+    /// New forked subjects.
+    new_forks: u64,
 }
 
 impl Writer {
@@ -498,24 +504,38 @@ impl Writer {
             tracing::info!(dropped, "pending entries expired without their predecessor");
             metrics.rejected_n("pending_expired", dropped as u64);
         }
-        let mut fx = GroupEffects::default();
+        let store = self.shared.store.clone();
+        let mut fx = GroupEffects {
+            g: store.group(),
+            events: Vec::new(),
+            stored: 0,
+            new_subjects: 0,
+            new_forks: 0,
+        };
         let mut results = Vec::with_capacity(group.len());
         for r in group {
             let res = self.process(r.entry, r.hash, &mut fx);
             results.push((r.reply, res));
         }
+        let GroupEffects {
+            g,
+            events,
+            stored,
+            new_subjects,
+            new_forks,
+        } = fx;
         self.shared
             .pending
             .store(self.pending.total as u64, Ordering::SeqCst);
         metrics.pending.set(self.pending.total as i64);
-        if fx.wrote {
+        if !g.is_empty() {
             let flush_started = Instant::now();
-            let flushed = self.shared.store.flush();
+            let flushed = g.commit().and_then(|()| self.shared.store.flush());
             tracing::debug!(
                 group = results.len(),
-                stored = fx.stored,
+                stored,
                 flush_us = flush_started.elapsed().as_micros() as u64,
-                "group flushed"
+                "group written and flushed"
             );
             if let Err(e) = flushed {
                 // Never acknowledge after a failed flush, and never retry it as if it worked.
@@ -527,9 +547,14 @@ impl Writer {
                 return;
             }
         }
-        metrics.ingested.inc_by(fx.stored);
+        metrics.ingested.inc_by(stored);
+        metrics.forks.inc_by(new_forks);
+        self.shared
+            .subjects
+            .fetch_add(new_subjects, Ordering::SeqCst);
+        self.shared.forks.fetch_add(new_forks, Ordering::SeqCst);
         metrics.log_size.set(self.shared.store.log_size() as i64);
-        for ev in fx.events {
+        for ev in events {
             let _ = self.shared.events.send(ev);
         }
         for (reply, res) in results {
@@ -541,10 +566,9 @@ impl Writer {
         &mut self,
         entry: Entry,
         hash: Hash,
-        fx: &mut GroupEffects,
+        fx: &mut GroupEffects<'_>,
     ) -> Result<Outcome, IngestError> {
-        let store = self.shared.store.clone();
-        if let Some(loc) = store.locate(&hash)? {
+        if let Some(loc) = fx.g.locate(&hash)? {
             return Ok(Outcome {
                 status: SubmitStatus::Duplicate,
                 log_index: Some(loc.log_index),
@@ -552,7 +576,7 @@ impl Writer {
         }
         let subject = entry.subject();
         let seq = entry.seq();
-        let rec = store.subject(&subject)?;
+        let rec = fx.g.subject(&subject)?;
         let head_seq = rec.as_ref().map_or(0, |r| r.head.seq);
         if seq > head_seq + 1 {
             self.pending.insert(entry, hash, Instant::now())?;
@@ -579,7 +603,7 @@ impl Writer {
                 let res = if extended {
                     self.process(e, h, fx).map(|_| ())
                 } else {
-                    let rec = store.subject(&subject)?;
+                    let rec = fx.g.subject(&subject)?;
                     self.apply(e, h, rec, fx).map(|_| ())
                 };
                 match res {
@@ -606,7 +630,7 @@ impl Writer {
         entry: Entry,
         hash: Hash,
         rec: Option<SubjectRecord>,
-        fx: &mut GroupEffects,
+        fx: &mut GroupEffects<'_>,
     ) -> Result<u64, IngestError> {
         let metrics = &self.shared.metrics;
         let record = match rec {
@@ -617,7 +641,7 @@ impl Writer {
                 })?;
                 let mut consent = ConsentState::new();
                 consent.apply(&entry, hash);
-                self.shared.subjects.fetch_add(1, Ordering::SeqCst);
+                fx.new_subjects += 1;
                 SubjectRecord {
                     head,
                     consent,
@@ -634,12 +658,11 @@ impl Writer {
                 r
             }
         };
-        let log_index = self.shared.store.append(&Append {
+        let log_index = fx.g.append(&Append {
             entry: entry.clone(),
             hash,
             record,
         })?;
-        fx.wrote = true;
         fx.stored += 1;
         if let Body::Grant(k) | Body::Withdraw(k) | Body::Refuse(k) = &entry.content.body {
             fx.events.push(ConsentEvent {
@@ -660,17 +683,16 @@ impl Writer {
         &mut self,
         entry: Entry,
         mut rec: SubjectRecord,
-        fx: &mut GroupEffects,
+        fx: &mut GroupEffects<'_>,
     ) -> IngestError {
-        let store = self.shared.store.clone();
         let seq = entry.seq();
         let subject = entry.subject();
-        let existing = match store.entry(&subject, seq) {
+        let existing = match fx.g.entry(&subject, seq) {
             Ok(Some(e)) => e,
             Ok(None) => return IngestError::Invalid(format!("seq {seq} is not stored")),
             Err(e) => return e.into(),
         };
-        let prefix = match store.chain(&subject, 1, (seq - 1) as usize) {
+        let prefix = match fx.g.chain(&subject, 1, (seq - 1) as usize) {
             Ok(p) => p,
             Err(e) => return e.into(),
         };
@@ -678,10 +700,9 @@ impl Writer {
             Ok(proof) => {
                 if !rec.forked {
                     rec.forked = true;
-                    if let Err(e) = store.put_fork(&proof, &rec) {
+                    if let Err(e) = fx.g.put_fork(&proof, &rec) {
                         return e.into();
                     }
-                    fx.wrote = true;
                     // Every controller that this subject's chain names hears of the fork.
                     for controller in rec.consent.controllers.keys() {
                         fx.events.push(ConsentEvent {
@@ -695,8 +716,7 @@ impl Writer {
                             valid_until: None,
                         });
                     }
-                    self.shared.forks.fetch_add(1, Ordering::SeqCst);
-                    self.shared.metrics.forks.inc();
+                    fx.new_forks += 1;
                     tracing::warn!(%subject, seq, "fork detected: the subject's key signed two entries at one position");
                 }
                 IngestError::Fork(Box::new(proof))

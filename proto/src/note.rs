@@ -83,7 +83,8 @@ impl Verifier {
     /// # Errors
     /// [`NoteError::BadKey`].
     pub fn from_vkey(s: &str) -> Result<Verifier, NoteError> {
-        let mut parts = s.trim_end_matches('\n').split('+');
+        // The key part is standard base64, which may itself contain '+': split twice only.
+        let mut parts = s.trim_end_matches('\n').splitn(3, '+');
         let (Some(name), Some(id), Some(key), None) =
             (parts.next(), parts.next(), parts.next(), parts.next())
         else {
@@ -385,6 +386,23 @@ mod tests {
             Note::parse(&tampered).expect("parses").verify(&v),
             Err(NoteError::BadSignature("example.com/foo".into()))
         );
+    }
+
+    #[test]
+    fn vkeys_whose_base64_contains_plus_parse() {
+        let mut found = 0;
+        for seed in 0u8..=255 {
+            let v = Verifier {
+                name: "node.example/log".into(),
+                key: SecretKey::from_seed([seed; 32]).public_key(),
+            };
+            let vkey = v.to_vkey();
+            if vkey.matches('+').count() > 2 {
+                found += 1;
+                assert_eq!(Verifier::from_vkey(&vkey), Ok(v), "{vkey}");
+            }
+        }
+        assert!(found > 10, "only {found} keys with '+' in their base64");
     }
 
     #[test]
