@@ -9,7 +9,7 @@
 //! | `L` log_index(8, BE) | entry hash(32) | truth (ingest order) |
 //! | `F` subject(32) | fork proof bytes | truth (evidence) |
 //! | `H` hash(32) | log_index(8) subject(32) seq(8) | derived |
-//! | `S` subject(32) | `SubjectRecord` as JSON | derived |
+//! | `S` subject(32) | `SubjectRecord` (postcard) | derived |
 //! | `T` level(1) index(8, BE) | Merkle hash of the perfect subtree of 2^level leaves | derived |
 //! | `M` name | metadata (format version) | meta |
 //!
@@ -273,7 +273,7 @@ impl WriteGroup<'_> {
         loc.extend_from_slice(&index.to_be_bytes());
         loc.extend_from_slice(subject.as_bytes());
         loc.extend_from_slice(&seq.to_be_bytes());
-        let record = serde_json::to_vec(&a.record).map_err(|e| corrupt(b"S", e))?;
+        let record = encode_record(&a.record)?;
         self.batch
             .insert(&key_e(&subject, seq)[..], a.entry.to_bytes());
         self.batch.insert(&key_l(index)[..], &a.hash.as_bytes()[..]);
@@ -306,7 +306,7 @@ impl WriteGroup<'_> {
         record: &SubjectRecord,
     ) -> Result<(), StoreError> {
         let subject = proof.subject();
-        let json = serde_json::to_vec(record).map_err(|e| corrupt(b"S", e))?;
+        let json = encode_record(record)?;
         self.batch
             .insert(&key_s(b'F', &subject)[..], proof.to_bytes());
         self.batch.insert(&key_s(b'S', &subject)[..], json);
@@ -421,6 +421,11 @@ impl proto::merkle::Subtrees for TreeView<'_> {
             proto::merkle::range_root(self, start, end)
         }
     }
+}
+
+/// The compact binary form of a subject record (postcard; keys and hashes as raw bytes).
+fn encode_record(r: &SubjectRecord) -> Result<Vec<u8>, StoreError> {
+    postcard::to_allocvec(r).map_err(|e| corrupt(b"S", e))
 }
 
 fn corrupt(key: &[u8], reason: impl ToString) -> StoreError {
@@ -588,7 +593,7 @@ impl SledStore {
         }
         for (subject, mut rec) in records {
             rec.forked = self.tree.contains_key(key_s(b'F', &subject))?;
-            let json = serde_json::to_vec(&rec).map_err(|e| corrupt(b"S", e))?;
+            let json = encode_record(&rec)?;
             batch.insert(&key_s(b'S', &subject)[..], json);
         }
         self.tree.apply_batch(batch)?;
@@ -634,7 +639,7 @@ impl SledStore {
         self.tree.scan_prefix(b"S").map(|r| {
             let (k, v) = r?;
             let subject = PublicKey::from_bytes(arr::<32>(&k, &k[1..])?);
-            let rec = serde_json::from_slice(&v).map_err(|e| corrupt(&k, e))?;
+            let rec = postcard::from_bytes(&v).map_err(|e| corrupt(&k, e))?;
             Ok((subject, rec))
         })
     }
@@ -753,7 +758,7 @@ impl Store for SledStore {
         let k = key_s(b'S', subject);
         match self.tree.get(k)? {
             None => Ok(None),
-            Some(v) => serde_json::from_slice(&v)
+            Some(v) => postcard::from_bytes(&v)
                 .map(Some)
                 .map_err(|e| corrupt(&k, e)),
         }

@@ -29,6 +29,31 @@ fn parse_hex<const N: usize>(what: &'static str, s: &str) -> Result<[u8; N], Hex
     Ok(out)
 }
 
+/// Reads exactly `N` bytes from a binary format.
+struct BytesVisitor<const N: usize>;
+
+impl<'de, const N: usize> serde::de::Visitor<'de> for BytesVisitor<N> {
+    type Value = [u8; N];
+
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{N} bytes")
+    }
+
+    fn visit_bytes<E: serde::de::Error>(self, v: &[u8]) -> Result<[u8; N], E> {
+        v.try_into().map_err(|_| E::invalid_length(v.len(), &self))
+    }
+
+    fn visit_seq<A: serde::de::SeqAccess<'de>>(self, mut seq: A) -> Result<[u8; N], A::Error> {
+        let mut out = [0u8; N];
+        for (i, b) in out.iter_mut().enumerate() {
+            *b = seq
+                .next_element()?
+                .ok_or_else(|| serde::de::Error::invalid_length(i, &self))?;
+        }
+        Ok(out)
+    }
+}
+
 macro_rules! byte_newtype {
     ($(#[$meta:meta])* $name:ident, $len:expr, $what:literal) => {
         $(#[$meta])*
@@ -76,16 +101,25 @@ macro_rules! byte_newtype {
             }
         }
 
+        /// Hex text in human-readable formats (JSON), raw bytes in binary ones.
         impl Serialize for $name {
             fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
-                serializer.collect_str(self)
+                if serializer.is_human_readable() {
+                    serializer.collect_str(self)
+                } else {
+                    serializer.serialize_bytes(&self.0)
+                }
             }
         }
 
         impl<'de> Deserialize<'de> for $name {
             fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
-                let s = <std::borrow::Cow<'de, str>>::deserialize(deserializer)?;
-                s.parse().map_err(serde::de::Error::custom)
+                if deserializer.is_human_readable() {
+                    let s = <std::borrow::Cow<'de, str>>::deserialize(deserializer)?;
+                    s.parse().map_err(serde::de::Error::custom)
+                } else {
+                    deserializer.deserialize_bytes(BytesVisitor::<$len>).map(Self)
+                }
             }
         }
     };
