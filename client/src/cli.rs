@@ -19,11 +19,13 @@ Examples:
   consent receipt 9f86d081...  --json           an ISO/IEC TS 27560-shaped record
   consent check --subject S --controller acme --purpose dpv:DirectMarketing && send_mail
   consent recover                               rotate every chain after losing a device
+  consent audit --file ledger.ndjson            replay and verify a node's whole export
+  consent verify-decision record.json           re-check a decision record offline
 
 Environment: CONSENT_HOME (config dir), CONSENT_NODE (node URL), CONSENT_PASSPHRASE,
 CONSENT_RECOVERY_PHRASE. Exit codes: 0 ok, 1 deny/unknown (check), 2 usage or local error,
-3 node unreachable, 4 node data does not verify, 5 fork, 6 passphrase or key problem,
-7 node head older than one seen. See docs/CLI.md.";
+3 node unreachable, 4 node data, export or record does not verify, 5 fork, 6 passphrase or key
+problem, 7 node head older than one seen. See docs/CLI.md.";
 
 /// consent: sign your consent decisions into your own verifiable chain, and check them.
 ///
@@ -154,6 +156,55 @@ pub enum Command {
         /// Judge as of this time (RFC 3339) instead of now.
         #[arg(long, value_name = "RFC3339")]
         at: Option<String>,
+        /// Ask for the decision record (chain, inclusion proof, signed checkpoint) and verify it
+        /// before trusting the answer.
+        #[arg(long)]
+        evidence: bool,
+        /// With --evidence: the node's checkpoint key (`name+id+key`, or a file holding it);
+        /// default: the key named in the record.
+        #[arg(long, value_name = "VKEY", requires = "evidence")]
+        vkey: Option<String>,
+        /// With --evidence: write the verified decision record (JSON) to FILE (never overwrites);
+        /// `consent verify-decision FILE` re-checks it offline.
+        #[arg(long, value_name = "FILE", requires = "evidence")]
+        save: Option<PathBuf>,
+    },
+    /// For auditors: replay a node's whole export and check everything that can be checked
+    /// without trusting the node.
+    ///
+    /// Reads the export from the node (GET /v1/log/export; --node, CONSENT_NODE) or from
+    /// --file (written by `consent-node export` or saved from that URL). Checks the format, log
+    /// indices, every signature (on all cores), every chain, every checkpoint's signature and
+    /// root against the log, and every fork proof; then reconstructs the states. Exit 0 when
+    /// nothing is wrong, 4 on any anomaly (each is listed), 3 when the node is unreachable.
+    ///
+    /// Example: consent audit --file ledger.ndjson --vkey node.vkey --at 2026-01-01
+    Audit {
+        /// Read the export from this file instead of the node.
+        #[arg(long, value_name = "EXPORT")]
+        file: Option<PathBuf>,
+        /// Reconstruct the states as of this time (RFC 3339 or a date) instead of now.
+        #[arg(long, value_name = "TIME")]
+        at: Option<String>,
+        /// Only this controller's states (hex or alias).
+        #[arg(long, value_name = "C")]
+        controller: Option<String>,
+        /// The node's checkpoint key, known independently (`name+id+key`, or a file holding
+        /// it); default: the key in the export's header, which proves consistency, not identity.
+        #[arg(long, value_name = "VKEY")]
+        vkey: Option<String>,
+    },
+    /// Verify a decision record (`consent check --evidence --save FILE`, or the JSON answer of
+    /// GET /v1/consent/check?...&evidence=true) offline. Exit 0 if it verifies, 4 if not.
+    ///
+    /// Example: consent verify-decision record.json --vkey node.vkey
+    VerifyDecision {
+        /// The decision record (JSON).
+        file: PathBuf,
+        /// The node's checkpoint key (`name+id+key`, or a file holding it); default: the key
+        /// named in the record, which proves consistency, not identity.
+        #[arg(long, value_name = "VKEY")]
+        vkey: Option<String>,
     },
     /// Submit an entry signed earlier with --offline (canonical hex or JSON).
     ///

@@ -10,7 +10,8 @@ pub const EXIT_DENY: u8 = 1;
 pub const EXIT_USAGE: u8 = 2;
 /// Exit code: the node is unreachable or unavailable.
 pub const EXIT_UNREACHABLE: u8 = 3;
-/// Exit code: the node served something that does not verify.
+/// Exit code: the node served something that does not verify (or, for `consent audit` and
+/// `consent verify-decision`, the export or record does not verify).
 pub const EXIT_UNVERIFIED: u8 = 4;
 /// Exit code: a fork (HTTP 409, a forked chain, or a chain that contradicts the local head cache).
 pub const EXIT_FORK: u8 = 5;
@@ -86,6 +87,9 @@ pub enum Error {
     /// The node served a chain, an entry or an answer that does not verify.
     #[error("the node served data that does not verify: {0} (nothing was signed)")]
     Unverified(String),
+    /// A record or export checked offline does not verify (`consent verify-decision`).
+    #[error("{0}")]
+    Invalid(String),
     /// A fork: the node reported one (409 or the forked flag), or its chain contradicts the
     /// local head cache at the same seq.
     #[error("fork: {0}")]
@@ -134,7 +138,7 @@ impl Error {
             | Error::UnknownCode { .. }
             | Error::NodeRefused { .. } => EXIT_USAGE,
             Error::NodeUnreachable { .. } | Error::NodeUnavailable { .. } => EXIT_UNREACHABLE,
-            Error::Unverified(_) => EXIT_UNVERIFIED,
+            Error::Unverified(_) | Error::Invalid(_) => EXIT_UNVERIFIED,
             Error::Fork(_) => EXIT_FORK,
             Error::WrongPassphrase { .. } | Error::Key(_) => EXIT_KEY,
             Error::StaleHead { .. } => EXIT_STALE,
@@ -151,7 +155,7 @@ impl Error {
             Error::NodeUnreachable { .. } => "node_unreachable",
             Error::NodeUnavailable { .. } => "node_unavailable",
             Error::NodeRefused { .. } => "node_refused",
-            Error::Unverified(_) => "does_not_verify",
+            Error::Unverified(_) | Error::Invalid(_) => "does_not_verify",
             Error::Fork(_) => "fork",
             Error::WrongPassphrase { .. } => "wrong_passphrase",
             Error::Key(_) => "key",

@@ -56,7 +56,8 @@ pub struct Report {
     pub text: String,
     /// For machines (stdout with --json).
     pub json: serde_json::Value,
-    /// The exit code (0, or 1 for a deny from `consent check`).
+    /// The exit code (0; 1 for a deny from `consent check`; 4 when `consent audit` finds
+    /// anomalies, with the report printed).
     pub exit: u8,
     /// Warnings and notes for standard error (`warning: ...`), in both output modes.
     pub notes: Vec<String>,

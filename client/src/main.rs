@@ -11,7 +11,8 @@ use anyhow::Context;
 use clap::Parser;
 use client::cli::{Cli, Command};
 use client::commands::{
-    check, completions, controllers, id, init, inspect, log, receipt, recover, sign, status, submit,
+    audit, check, completions, controllers, id, init, inspect, log, receipt, recover, sign, status,
+    submit, verify_decision,
 };
 use client::error::EXIT_USAGE;
 use client::{Ctx, Report};
@@ -118,13 +119,47 @@ fn run(cli: &Cli) -> anyhow::Result<Report> {
             controller,
             purpose,
             at,
-        } => check::run(&ctx, subject, controller, purpose, at.as_deref())?,
+            evidence,
+            vkey,
+            save,
+        } => check::run(
+            &ctx,
+            &check::Question {
+                subject,
+                controller,
+                purpose,
+                at: at.as_deref(),
+                evidence: *evidence,
+                vkey: vkey.as_deref(),
+                save: save.as_deref(),
+            },
+        )?,
         Command::Submit { file } => {
             submit::run(&ctx, file).with_context(|| format!("submitting {}", file.display()))?
         }
         Command::Controllers(c) => controllers::run(&ctx, c)?,
         Command::Completions { shell } => completions::run(*shell)?,
         Command::Inspect { file } => inspect::run(&ctx, file.as_deref())?,
+        Command::Audit {
+            file,
+            at,
+            controller,
+            vkey,
+        } => {
+            let o = audit::Options {
+                file: file.as_deref(),
+                at: at.as_deref(),
+                controller: controller.as_deref(),
+                vkey: vkey.as_deref(),
+            };
+            audit::run(&ctx, &o).with_context(|| match file {
+                Some(f) => format!("auditing {}", f.display()),
+                None => format!("auditing the export of {}", ctx.node_url),
+            })?
+        }
+        Command::VerifyDecision { file, vkey } => {
+            verify_decision::run(&ctx, file, vkey.as_deref())?
+        }
     };
     Ok(r)
 }

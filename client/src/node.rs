@@ -26,6 +26,10 @@ pub const PAGE: usize = 1000;
 const MAX_ANSWER: u64 = 16 * 1024 * 1024;
 /// Most entries of one chain this client will fetch.
 const MAX_CHAIN: usize = 1_000_000;
+/// Largest export `consent audit` reads into memory (about 6 million entries).
+pub const MAX_EXPORT: u64 = 2 * 1024 * 1024 * 1024;
+/// How long an export download may take.
+pub const EXPORT_TIMEOUT: Duration = Duration::from_secs(3600);
 
 /// A client for one node.
 #[derive(Clone, Debug)]
@@ -270,6 +274,9 @@ impl NodeClient {
         if let Some(at) = &q.at {
             req = req.query("at", at);
         }
+        if q.evidence {
+            req = req.query("evidence", "true");
+        }
         let r: CheckResponse = read_json(self.send(req.call())?)?;
         if r.subject.to_string() != q.subject
             || r.controller.to_string() != q.controller
@@ -287,7 +294,28 @@ impl NodeClient {
                 r.decision, r.status
             )));
         }
+        if q.evidence && r.evidence.is_none() {
+            return Err(Error::Unverified(
+                "asked for evidence, the node answered without it".into(),
+            ));
+        }
         Ok(r)
+    }
+
+    /// Starts downloading the node's export (`GET /v1/log/export`, NDJSON) and returns the body
+    /// as it streams in (the caller reads it, and should stop after [`MAX_EXPORT`] bytes). The
+    /// request may take up to [`EXPORT_TIMEOUT`].
+    ///
+    /// # Errors
+    /// [`Error::NodeUnreachable`], [`Error::NodeUnavailable`], [`Error::NodeRefused`].
+    pub fn export(&self) -> Result<impl Read + Send> {
+        let resp = self.send(
+            self.agent
+                .get(&format!("{}/v1/log/export", self.url))
+                .timeout(EXPORT_TIMEOUT)
+                .call(),
+        )?;
+        Ok(resp.into_reader())
     }
 }
 

@@ -62,7 +62,9 @@ impl Checkpointer {
     /// # Errors
     /// Storage errors.
     pub fn latest_sized(&self, store: &SledStore) -> Result<(u64, String), ProofError> {
-        let size = store.log_size();
+        // Only what is durable: a checkpoint over entries a crash could take back would later
+        // look like a rewritten log.
+        let size = store.durable_size();
         if let Ok(guard) = self.latest.lock() {
             if let Some((s, note)) = guard.as_ref() {
                 if *s == size {

@@ -371,24 +371,54 @@ fn answer(st: &AppState, q: &CheckQuery) -> ApiResult<CheckResponse> {
     let at = q.at.as_deref().map(parse_time).transpose()?;
     let mut r = st.ledger.check(&subject, &controller, &q.purpose, at)?;
     if q.evidence {
-        r.evidence = Some(Box::new(evidence(st, &subject, at)?));
+        // Judge again from exactly the chain the evidence carries (read once, durable entries
+        // only), so that the record verifies even if the subject's chain grew meanwhile.
+        let (ev, chain) = evidence(st, &subject, at)?;
+        let forked = st
+            .ledger
+            .store()
+            .subject(&subject)?
+            .is_some_and(|rec| rec.forked);
+        let d = if forked {
+            proto::state::forked_decision()
+        } else {
+            proto::ConsentState::fold(chain.iter())
+                .decide(&controller, &q.purpose, r.at)
+                .map_err(|e| ApiError::bad_request(e.to_string()))?
+        };
+        r.decision = Verdict::from_status(d.status);
+        r.status = d.status.dpv().to_owned();
+        r.hash = d.hash;
+        r.seq = d.seq;
+        r.notice_version = d.notice_version;
+        r.valid_until = d.valid_until;
+        r.head_seq = r.head_seq.max(chain.last().map_or(0, Entry::seq));
+        r.evidence = Some(Box::new(ev));
     }
     Ok(r)
 }
 
-/// The chain the decision was computed from, the head's inclusion proof and a signed checkpoint.
+/// The durable chain (for a question about a past time, the prefix signed by then), the head's
+/// inclusion proof and a signed checkpoint covering it.
 fn evidence(
     st: &AppState,
     subject: &PublicKey,
     at: Option<u64>,
-) -> ApiResult<proto::api::Evidence> {
+) -> ApiResult<(proto::api::Evidence, Vec<Entry>)> {
     let store = st.ledger.store();
-    let mut chain = store.chain(subject, 1, usize::MAX)?;
-    if let Some(t) = at {
-        chain.retain(|e| e.content.issued_at <= t);
-    }
-    // Read after the chain: the log only grows, so the checkpoint covers every entry read.
+    // The checkpoint first: it covers the durable log; the chain is then cut to what it covers.
     let (size, checkpoint) = st.checkpoints.latest_sized(store)?;
+    let mut chain = Vec::new();
+    for e in store.chain(subject, 1, usize::MAX)? {
+        if at.is_some_and(|t| e.content.issued_at > t) {
+            break;
+        }
+        let covered = store.locate(&e.hash())?.is_some_and(|l| l.log_index < size);
+        if !covered {
+            break;
+        }
+        chain.push(e);
+    }
     let head_inclusion = match chain.last() {
         None => None,
         Some(head) => {
@@ -409,12 +439,15 @@ fn evidence(
             })
         }
     };
-    Ok(proto::api::Evidence {
-        chain: chain.iter().map(|e| hex::encode(e.to_bytes())).collect(),
-        head_inclusion,
-        checkpoint,
-        log_vkey: st.checkpoints.vkey(),
-    })
+    Ok((
+        proto::api::Evidence {
+            chain: chain.iter().map(|e| hex::encode(e.to_bytes())).collect(),
+            head_inclusion,
+            checkpoint,
+            log_vkey: st.checkpoints.vkey(),
+        },
+        chain,
+    ))
 }
 
 /// May `controller` use `subject`'s data for `purpose` now (or at `at`)?

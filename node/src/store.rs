@@ -340,6 +340,9 @@ pub struct SledStore {
     tree: sled::Tree,
     /// Cached ingest-log size; the single writer advances it after each append.
     log_size: AtomicU64,
+    /// The log size as of the last successful flush: checkpoints never cover more, so a node
+    /// never signs a root over entries that a crash could still take back.
+    durable_size: AtomicU64,
 }
 
 fn key_e(subject: &PublicKey, seq: u64) -> [u8; 41] {
@@ -483,6 +486,7 @@ impl SledStore {
             log_file,
             tree,
             log_size: AtomicU64::new(log_size),
+            durable_size: AtomicU64::new(log_size),
         })
     }
 
@@ -711,11 +715,14 @@ impl Store for SledStore {
     }
 
     fn flush(&self) -> Result<(), StoreError> {
+        // What is visible now becomes durable when this returns Ok.
+        let size = self.log_size();
         self.db.flush()?;
         if let Some(f) = &self.log_file {
             f.sync_data()
                 .map_err(|e| StoreError::Engine(sled::Error::Io(e)))?;
         }
+        self.durable_size.fetch_max(size, Ordering::SeqCst);
         Ok(())
     }
 
@@ -839,6 +846,11 @@ impl Store for SledStore {
 }
 
 impl SledStore {
+    /// The log size as of the last successful flush.
+    pub fn durable_size(&self) -> u64 {
+        self.durable_size.load(Ordering::SeqCst)
+    }
+
     /// Keeps a signed checkpoint (the first one signed at each size).
     ///
     /// # Errors

@@ -82,6 +82,7 @@ impl Verdict {
 /// One consent question.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema, utoipa::IntoParams))]
+#[cfg_attr(feature = "openapi", into_params(parameter_in = Query))]
 pub struct CheckQuery {
     /// Subject key, hex.
     pub subject: String,

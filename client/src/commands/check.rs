@@ -1,5 +1,9 @@
 //! `consent check`: the brand's question, answered by the node (`GET /v1/consent/check`).
 //! Exit 0 allow, 1 deny or unknown; any other code is an error, which must also be read as deny.
+//! With `--evidence` the node's decision record is verified (`proto::evidence::verify_decision`)
+//! before the answer is trusted, and `--save FILE` keeps it for `consent verify-decision`.
+
+use std::path::Path;
 
 use proto::api::{CheckQuery, Verdict};
 use proto::keys::PublicKey;
@@ -7,22 +11,56 @@ use proto::vocab::TermKind;
 use serde_json::json;
 
 use crate::clock;
-use crate::commands::codes;
+use crate::commands::verify_decision::verify;
+use crate::commands::{codes, trusted_key, write_new_file};
 use crate::error::{Error, Result, EXIT_DENY, EXIT_OK};
 use crate::{Ctx, Report};
 
-/// `consent check --subject S --controller C --purpose P [--at T]`.
+/// What `consent check` asks, and what it does with the evidence.
+#[derive(Debug, Clone, Copy)]
+pub struct Question<'a> {
+    /// `--subject`.
+    pub subject: &'a str,
+    /// `--controller` (hex or alias).
+    pub controller: &'a str,
+    /// `--purpose`.
+    pub purpose: &'a str,
+    /// `--at`.
+    pub at: Option<&'a str>,
+    /// `--evidence`: ask for the decision record and verify it.
+    pub evidence: bool,
+    /// `--vkey`: the node's checkpoint key to verify the record against.
+    pub vkey: Option<&'a str>,
+    /// `--save`: where to write the verified record (never overwritten).
+    pub save: Option<&'a Path>,
+}
+
+/// `consent check --subject S --controller C --purpose P [--at T] [--evidence [--vkey K]
+/// [--save FILE]]`.
 ///
 /// # Errors
-/// [`Error::Usage`] / [`Error::UnknownCode`] for bad arguments; the node errors of
-/// [`crate::node::NodeClient::check`].
-pub fn run(
-    ctx: &Ctx,
-    subject: &str,
-    controller: &str,
-    purpose: &str,
-    at: Option<&str>,
-) -> Result<Report> {
+/// [`Error::Usage`] / [`Error::UnknownCode`] for bad arguments or an existing `--save` file; the
+/// node errors of [`crate::node::NodeClient::check`]; [`Error::Unverified`] when the decision
+/// record does not verify; [`Error::Io`] writing it.
+pub fn run(ctx: &Ctx, q: &Question<'_>) -> Result<Report> {
+    let Question {
+        subject,
+        controller,
+        purpose,
+        at,
+        evidence,
+        vkey,
+        save,
+    } = *q;
+    let trusted = vkey.map(trusted_key).transpose()?;
+    if let Some(p) = save {
+        if p.exists() {
+            return Err(Error::Usage(format!(
+                "{} exists; refusing to overwrite it",
+                p.display()
+            )));
+        }
+    }
     let subject: PublicKey = subject
         .to_ascii_lowercase()
         .parse()
@@ -40,8 +78,12 @@ pub fn run(
         controller: controller.to_string(),
         purpose: purpose.clone(),
         at,
-        evidence: false,
+        evidence,
     })?;
+    let verified = evidence
+        .then(|| verify(&r, trusted.as_ref()))
+        .transpose()
+        .map_err(|e| Error::Unverified(format!("the decision record of the answer: {e}")))?;
     let word = match r.decision {
         Verdict::Allow => "allow",
         Verdict::Deny => "deny",
@@ -59,6 +101,22 @@ pub fn run(
         text.push_str(&format!("; notice version {n}"));
     }
     text.push_str(&format!("\njudged at {}", clock::format_ms(r.at)));
+    let mut notes = Vec::new();
+    if let Some(v) = &verified {
+        text.push_str(&format!(
+            "\nevidence verified: chain of {} entries, checkpoint size {} root {}\nkey {}",
+            r.evidence.as_ref().map_or(0, |e| e.chain.len()),
+            v.checkpoint.size,
+            v.checkpoint.root,
+            v.key_line()
+        ));
+        if let Some(p) = save {
+            let body = serde_json::to_string_pretty(&r)
+                .map_err(|e| Error::Usage(format!("serialising the decision record: {e}")))?;
+            write_new_file(p, format!("{body}\n").as_bytes())?;
+            notes.push(format!("decision record saved to {}", p.display()));
+        }
+    }
     let exit = if r.decision == Verdict::Allow {
         EXIT_OK
     } else {
@@ -66,10 +124,16 @@ pub fn run(
     };
     let mut json = serde_json::to_value(&r).unwrap_or_else(|_| json!({}));
     json["exit"] = json!(exit);
+    if let Some(v) = &verified {
+        json["evidence_verified"] = v.json();
+        if let Some(p) = save {
+            json["saved_to"] = json!(p.display().to_string());
+        }
+    }
     Ok(Report {
         text,
         json,
         exit,
-        notes: Vec::new(),
+        notes,
     })
 }

@@ -1,5 +1,6 @@
 //! One module per subcommand, and the checks they share.
 
+pub mod audit;
 pub mod check;
 pub mod completions;
 pub mod controllers;
@@ -12,9 +13,11 @@ pub mod recover;
 pub mod sign;
 pub mod status;
 pub mod submit;
+pub mod verify_decision;
 
 use proto::entry::{Entry, MAX_CODES};
 use proto::keys::PublicKey;
+use proto::note::Verifier;
 use proto::vocab::{self, TermKind};
 
 use crate::error::{Error, Result};
@@ -125,6 +128,55 @@ pub fn observe(home: &Home, chain: &VerifiedChain) -> Result<Option<String>> {
         }
     }
     Ok(None)
+}
+
+/// Parses a verifier key string (`name+id+key`), trimming surrounding white space.
+///
+/// # Errors
+/// Why `s` is not a verifier key.
+pub fn parse_vkey(s: &str) -> std::result::Result<Verifier, String> {
+    Verifier::from_vkey(s.trim()).map_err(|e| e.to_string())
+}
+
+/// A node's checkpoint key given on the command line: a `name+id+key` string, or a file holding
+/// one.
+///
+/// # Errors
+/// [`Error::Usage`] when it is neither; [`Error::Io`] or [`Error::BadFile`] for the file.
+pub fn trusted_key(arg: &str) -> Result<Verifier> {
+    let err = match parse_vkey(arg) {
+        Ok(v) => return Ok(v),
+        Err(e) => e,
+    };
+    let path = std::path::Path::new(arg);
+    if !path.is_file() {
+        return Err(Error::Usage(format!(
+            "--vkey {arg:?} is neither a checkpoint key ({err}; expected name+id+key, the \
+             `log_vkey` of GET /v1/node/info) nor a file holding one"
+        )));
+    }
+    let text = std::fs::read_to_string(path)
+        .map_err(|e| Error::io(format!("reading {}", path.display()), e))?;
+    parse_vkey(&text).map_err(|e| Error::BadFile {
+        path: path.display().to_string(),
+        message: format!("not a checkpoint key (name+id+key): {e}"),
+    })
+}
+
+/// Writes a new file (mode 0600) for the user (`--out`, `--save`), refusing to overwrite one.
+///
+/// # Errors
+/// [`Error::Usage`] when `path` exists; [`Error::Io`].
+pub fn write_new_file(path: &std::path::Path, bytes: &[u8]) -> Result<()> {
+    crate::home::write_new(path, bytes).map_err(|e| match e {
+        Error::Io { source, .. } if source.kind() == std::io::ErrorKind::AlreadyExists => {
+            Error::Usage(format!(
+                "{} exists; refusing to overwrite it",
+                path.display()
+            ))
+        }
+        other => other,
+    })
 }
 
 /// `acme (3b6a27bc…)` or the key alone.

@@ -349,15 +349,7 @@ fn sign_offline(
         key,
     )?;
     let text = format!("{}\n", hex::encode(entry.to_bytes()));
-    crate::home::write_new(out, text.as_bytes()).map_err(|e| match e {
-        Error::Io { source, .. } if source.kind() == std::io::ErrorKind::AlreadyExists => {
-            Error::Usage(format!(
-                "{} exists; refusing to overwrite it",
-                out.display()
-            ))
-        }
-        other => other,
-    })?;
+    crate::commands::write_new_file(out, text.as_bytes())?;
     // Nothing else may be signed at this seq from now on.
     ctx.home.raise_seen_head(&subject, seen_entry(&entry))?;
     let alias = ctx.alias_of(&controller);
