@@ -2,9 +2,10 @@
 //!
 //! Submissions are verified (form and signature) on the caller's task, then handed to one writer
 //! thread over a bounded channel. The writer takes every request waiting (up to
-//! [`MAX_GROUP`]), checks each against its chain (link, signer, forks), writes each accepted entry
-//! as one atomic batch, then flushes once for the whole group (group commit) and only then
-//! answers. A failed flush makes the node read-only: it answers checks but acknowledges no write
+//! [`MAX_GROUP`]), checks each against its chain (link, signer, forks), and commits the group as
+//! one atomic sled batch. A flusher thread then makes it durable and only then answers; while it
+//! flushes, the writer already handles the next group, and one flush covers every group committed
+//! before it began (pipelined group commit). A failed flush makes the node read-only: it answers checks but acknowledges no write
 //! again until restarted.
 //!
 //! An entry whose predecessor is missing waits in a bounded in-memory pending area (never in the
@@ -146,10 +147,17 @@ impl Ledger {
             clock,
         });
         let (tx, rx) = mpsc::channel(4 * MAX_GROUP);
+        let (to_flusher, flusher_rx) = std::sync::mpsc::channel();
+        let flusher_shared = shared.clone();
+        let flusher = std::thread::Builder::new()
+            .name("ledger-flusher".into())
+            .spawn(move || run_flusher(flusher_shared, flusher_rx));
         let writer_shared = shared.clone();
-        let spawned = std::thread::Builder::new()
-            .name("ledger-writer".into())
-            .spawn(move || Writer::new(writer_shared, limits).run(rx));
+        let spawned = flusher.and_then(|_| {
+            std::thread::Builder::new()
+                .name("ledger-writer".into())
+                .spawn(move || Writer::new(writer_shared, limits, to_flusher).run(rx))
+        });
         if let Err(e) = spawned {
             // Without a writer every submission fails with ReadOnly; reads still work.
             tracing::error!(error = %e, "cannot start the ledger writer thread");
@@ -429,6 +437,89 @@ impl Pending {
 struct Writer {
     shared: Arc<Shared>,
     pending: Pending,
+    /// Committed groups on their way to the flusher thread, which makes them durable and only
+    /// then answers. While it flushes, the writer already checks and commits the next group
+    /// (pipelined group commit); one flush covers every group committed before it started.
+    to_flusher: std::sync::mpsc::Sender<Committed>,
+}
+
+/// Where to answer a submission, and the answer.
+type Answer = (
+    oneshot::Sender<Result<Outcome, IngestError>>,
+    Result<Outcome, IngestError>,
+);
+
+/// A group that is committed (visible) but not yet durable.
+struct Committed {
+    results: Vec<Answer>,
+    events: Vec<ConsentEvent>,
+    stored: u64,
+    new_subjects: u64,
+    new_forks: u64,
+    /// Whether the group wrote anything (else nothing to flush for it).
+    wrote: bool,
+    /// For a stop request: answered once everything before it is flushed.
+    stop: Option<oneshot::Sender<()>>,
+}
+
+/// The flusher thread: flushes once for every batch of committed groups, then answers them.
+fn run_flusher(shared: Arc<Shared>, rx: std::sync::mpsc::Receiver<Committed>) {
+    while let Ok(first) = rx.recv() {
+        let mut batch = vec![first];
+        while let Ok(more) = rx.try_recv() {
+            batch.push(more);
+        }
+        let wrote = batch.iter().any(|c| c.wrote);
+        let mut ok = shared.writable.load(Ordering::SeqCst);
+        if wrote && ok {
+            let started = Instant::now();
+            let flushed = shared.store.flush();
+            tracing::debug!(
+                groups = batch.len(),
+                stored = batch.iter().map(|c| c.stored).sum::<u64>(),
+                flush_us = started.elapsed().as_micros() as u64,
+                "groups flushed"
+            );
+            if let Err(e) = flushed {
+                // Never acknowledge after a failed flush, and never retry it as if it worked.
+                tracing::error!(error = %e, "flush failed: the node is now read-only");
+                shared.writable.store(false, Ordering::SeqCst);
+                ok = false;
+            }
+        }
+        let metrics = &shared.metrics;
+        let mut stop = None;
+        for c in batch {
+            if ok {
+                metrics.ingested.inc_by(c.stored);
+                metrics.forks.inc_by(c.new_forks);
+                shared.subjects.fetch_add(c.new_subjects, Ordering::SeqCst);
+                shared.forks.fetch_add(c.new_forks, Ordering::SeqCst);
+                for ev in c.events {
+                    let _ = shared.events.send(ev);
+                }
+            }
+            for (reply, res) in c.results {
+                let res = match res {
+                    // Only a failed flush turns a success (or a fork proof) into a refusal.
+                    Ok(_) | Err(IngestError::Fork(_)) if !ok && c.wrote => {
+                        Err(IngestError::ReadOnly)
+                    }
+                    other => other,
+                };
+                let _ = reply.send(res);
+            }
+            if c.stop.is_some() {
+                stop = c.stop;
+            }
+        }
+        metrics.log_size.set(shared.store.log_size() as i64);
+        if let Some(ack) = stop {
+            let _ = ack.send(());
+            break;
+        }
+    }
+    tracing::debug!("ledger flusher stopped");
 }
 
 /// One group's writes (applied as one batch) and what to publish after a successful flush.
@@ -446,7 +537,11 @@ struct GroupEffects<'a> {
 }
 
 impl Writer {
-    fn new(shared: Arc<Shared>, limits: PendingLimits) -> Self {
+    fn new(
+        shared: Arc<Shared>,
+        limits: PendingLimits,
+        to_flusher: std::sync::mpsc::Sender<Committed>,
+    ) -> Self {
         Writer {
             shared,
             pending: Pending {
@@ -454,6 +549,7 @@ impl Writer {
                 total: 0,
                 limits,
             },
+            to_flusher,
         }
     }
 
@@ -482,6 +578,20 @@ impl Writer {
                     if let Msg::Write(r) = msg {
                         let _ = r.reply.send(Err(IngestError::ReadOnly));
                     }
+                }
+                // The flusher answers the stop once everything before it is durable.
+                let (done, wait) = oneshot::channel();
+                let sent = self.to_flusher.send(Committed {
+                    results: Vec::new(),
+                    events: Vec::new(),
+                    stored: 0,
+                    new_subjects: 0,
+                    new_forks: 0,
+                    wrote: false,
+                    stop: Some(done),
+                });
+                if sent.is_ok() {
+                    let _ = wait.blocking_recv();
                 }
                 let _ = self.shared.store.flush();
                 let _ = ack.send(());
@@ -528,18 +638,10 @@ impl Writer {
             .pending
             .store(self.pending.total as u64, Ordering::SeqCst);
         metrics.pending.set(self.pending.total as i64);
-        if !g.is_empty() {
-            let flush_started = Instant::now();
-            let flushed = g.commit().and_then(|()| self.shared.store.flush());
-            tracing::debug!(
-                group = results.len(),
-                stored,
-                flush_us = flush_started.elapsed().as_micros() as u64,
-                "group written and flushed"
-            );
-            if let Err(e) = flushed {
-                // Never acknowledge after a failed flush, and never retry it as if it worked.
-                tracing::error!(error = %e, "flush failed: the node is now read-only");
+        let wrote = !g.is_empty();
+        if wrote {
+            if let Err(e) = g.commit() {
+                tracing::error!(error = %e, "write failed: the node is now read-only");
                 self.shared.writable.store(false, Ordering::SeqCst);
                 for (reply, _) in results {
                     let _ = reply.send(Err(IngestError::ReadOnly));
@@ -547,18 +649,19 @@ impl Writer {
                 return;
             }
         }
-        metrics.ingested.inc_by(stored);
-        metrics.forks.inc_by(new_forks);
-        self.shared
-            .subjects
-            .fetch_add(new_subjects, Ordering::SeqCst);
-        self.shared.forks.fetch_add(new_forks, Ordering::SeqCst);
-        metrics.log_size.set(self.shared.store.log_size() as i64);
-        for ev in events {
-            let _ = self.shared.events.send(ev);
-        }
-        for (reply, res) in results {
-            let _ = reply.send(res);
+        let committed = Committed {
+            results,
+            events,
+            stored,
+            new_subjects,
+            new_forks,
+            wrote,
+            stop: None,
+        };
+        if let Err(std::sync::mpsc::SendError(c)) = self.to_flusher.send(committed) {
+            for (reply, _) in c.results {
+                let _ = reply.send(Err(IngestError::ReadOnly));
+            }
         }
     }
 
