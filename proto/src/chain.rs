@@ -245,6 +245,18 @@ pub fn verify_chain(entries: &[Entry]) -> Result<ChainHead, ChainError> {
 /// # Errors
 /// The index of the first invalid entry and why.
 pub fn verify_entries(entries: &[Entry]) -> Result<(), (usize, EntryError)> {
+    verify_entries_cached(entries, &mut sig::KeyCache::new(entries.len()))
+}
+
+/// [`verify_entries`] with decoded signer keys kept in `cache` across calls (same verdicts; a node
+/// or an auditor sees the same subjects' keys again and again).
+///
+/// # Errors
+/// The index of the first invalid entry and why.
+pub fn verify_entries_cached(
+    entries: &[Entry],
+    cache: &mut sig::KeyCache,
+) -> Result<(), (usize, EntryError)> {
     for (i, e) in entries.iter().enumerate() {
         // Entries built in memory have not been through the decoder: apply the form rules too.
         e.content
@@ -264,7 +276,7 @@ pub fn verify_entries(entries: &[Entry]) -> Result<(), (usize, EntryError)> {
             signature: &e.signature,
         })
         .collect();
-    sig::verify_batch(&items).map_err(|b| (b.index, EntryError::Signature(b.error)))
+    sig::verify_batch_cached(&items, cache).map_err(|b| (b.index, EntryError::Signature(b.error)))
 }
 
 /// The entries a fork proof needs to show who could sign at `seq`: the chain's first entry and

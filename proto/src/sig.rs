@@ -53,6 +53,23 @@ pub fn is_canonical_point_encoding(bytes: &[u8; 32]) -> bool {
     true
 }
 
+/// The canonical encodings of the eight points of small order (the 8-torsion subgroup). A
+/// canonical encoding is of a small-order point exactly when it is one of these, so the check
+/// needs no decompression.
+fn small_order_encodings() -> &'static [[u8; 32]; 8] {
+    static TABLE: std::sync::OnceLock<[[u8; 32]; 8]> = std::sync::OnceLock::new();
+    TABLE.get_or_init(|| {
+        let mut t = [[0u8; 32]; 8];
+        for (i, p) in curve25519_dalek::constants::EIGHT_TORSION
+            .iter()
+            .enumerate()
+        {
+            t[i] = p.compress().to_bytes();
+        }
+        t
+    })
+}
+
 fn decode_point(
     bytes: &[u8; 32],
     non_canonical: SigError,
@@ -62,11 +79,53 @@ fn decode_point(
     if !is_canonical_point_encoding(bytes) {
         return Err(non_canonical);
     }
-    let point = CompressedEdwardsY(*bytes).decompress().ok_or(invalid)?;
-    if point.is_small_order() {
+    if small_order_encodings().contains(bytes) {
         return Err(small);
     }
-    Ok(point)
+    CompressedEdwardsY(*bytes).decompress().ok_or(invalid)
+}
+
+/// Decoded public keys, kept across batches: decoding a key costs about a tenth of a
+/// verification, and a node sees the same subjects' keys again and again. Only keys that pass
+/// [`check_public_key`] are kept, so a cached key gives the same verdicts as a fresh one.
+#[derive(Debug, Default)]
+pub struct KeyCache {
+    keys: HashMap<PublicKey, EdwardsPoint>,
+    /// Most keys kept; the cache is cleared when it would grow past this.
+    capacity: usize,
+}
+
+impl KeyCache {
+    /// A cache of at most `capacity` keys.
+    pub fn new(capacity: usize) -> Self {
+        KeyCache {
+            keys: HashMap::with_capacity(capacity.min(1 << 16)),
+            capacity,
+        }
+    }
+
+    /// The decoded point of `key`, decoding and checking it on first use.
+    fn point(&mut self, key: &PublicKey) -> Result<EdwardsPoint, SigError> {
+        if let Some(p) = self.keys.get(key) {
+            return Ok(*p);
+        }
+        let p = decode_key(key)?;
+        if self.keys.len() >= self.capacity {
+            self.keys.clear();
+        }
+        self.keys.insert(*key, p);
+        Ok(p)
+    }
+
+    /// Keys held.
+    pub fn len(&self) -> usize {
+        self.keys.len()
+    }
+
+    /// Whether no key is held.
+    pub fn is_empty(&self) -> bool {
+        self.keys.is_empty()
+    }
 }
 
 /// Decodes and checks a public key under the rule (canonical, on the curve, not small order).
@@ -173,6 +232,17 @@ pub struct BatchError {
 /// # Errors
 /// When the batch fails, every item is checked alone and the first failing one is named.
 pub fn verify_batch(items: &[BatchItem<'_>]) -> Result<(), BatchError> {
+    verify_batch_cached(items, &mut KeyCache::new(items.len()))
+}
+
+/// [`verify_batch`] with decoded keys kept in `cache` across calls (same verdicts).
+///
+/// # Errors
+/// As [`verify_batch`].
+pub fn verify_batch_cached(
+    items: &[BatchItem<'_>],
+    cache: &mut KeyCache,
+) -> Result<(), BatchError> {
     if items.is_empty() {
         return Ok(());
     }
@@ -181,7 +251,7 @@ pub fn verify_batch(items: &[BatchItem<'_>]) -> Result<(), BatchError> {
         return verify(it.key, it.message, it.signature)
             .map_err(|error| BatchError { index: 0, error });
     }
-    match batch_equation(items) {
+    match batch_equation(items, cache) {
         Ok(true) => Ok(()),
         Ok(false) | Err(_) => Err(name_failure(items)),
     }
@@ -201,49 +271,49 @@ fn name_failure(items: &[BatchItem<'_>]) -> BatchError {
     }
 }
 
-fn batch_equation(items: &[BatchItem<'_>]) -> Result<bool, SigError> {
-    // Parse everything first; keys are decoded once per distinct key.
-    let mut keys: HashMap<[u8; 32], (EdwardsPoint, Scalar)> = HashMap::new();
-    let mut rs = Vec::with_capacity(items.len());
-    let mut ks = Vec::with_capacity(items.len());
-    let mut ss = Vec::with_capacity(items.len());
+fn batch_equation(items: &[BatchItem<'_>], cache: &mut KeyCache) -> Result<bool, SigError> {
+    // Parse everything first; each distinct key gets one point and one summed coefficient.
+    let mut key_slot: HashMap<PublicKey, usize> = HashMap::with_capacity(items.len());
+    let mut key_points: Vec<EdwardsPoint> = Vec::new();
+    let mut parsed = Vec::with_capacity(items.len());
     let mut transcript = Sha512::new();
     transcript.update(b"consent-ledger/batch-z/v1\0");
     for it in items {
         let (r_bytes, s_bytes) = split(it.signature);
         let s = Option::<Scalar>::from(Scalar::from_canonical_bytes(s_bytes))
             .ok_or(SigError::NonCanonicalS)?;
-        if !keys.contains_key(it.key.as_bytes()) {
-            let a = decode_key(it.key)?;
-            keys.insert(*it.key.as_bytes(), (a, Scalar::ZERO));
-        }
+        let slot = match key_slot.get(it.key) {
+            Some(i) => *i,
+            None => {
+                key_points.push(cache.point(it.key)?);
+                key_slot.insert(*it.key, key_points.len() - 1);
+                key_points.len() - 1
+            }
+        };
         let r = decode_r(&r_bytes)?;
         let k = challenge(&r_bytes, it.key, it.message);
         transcript.update(k.as_bytes());
         transcript.update(r_bytes);
         transcript.update(s_bytes);
-        rs.push(r);
-        ks.push(k);
-        ss.push(s);
+        parsed.push((r, k, s, slot));
     }
     let seed: [u8; 64] = transcript.finalize().into();
 
+    let n = items.len();
     let mut b_coefficient = Scalar::ZERO;
-    let mut scalars = Vec::with_capacity(items.len() + keys.len() + 1);
-    let mut points = Vec::with_capacity(items.len() + keys.len() + 1);
-    for (i, it) in items.iter().enumerate() {
-        let z = coefficient(&seed, i);
-        b_coefficient += z * ss[i];
+    let mut key_coefficients = vec![Scalar::ZERO; key_points.len()];
+    let mut scalars = Vec::with_capacity(n + key_points.len() + 1);
+    let mut points = Vec::with_capacity(n + key_points.len() + 1);
+    let mut zs = Coefficients::new(&seed);
+    for (r, k, s, slot) in parsed {
+        let z = zs.next();
+        b_coefficient += z * s;
+        key_coefficients[slot] += z * k;
         scalars.push(z);
-        points.push(rs[i]);
-        if let Some(entry) = keys.get_mut(it.key.as_bytes()) {
-            entry.1 += z * ks[i];
-        }
+        points.push(r);
     }
-    for (a, coef) in keys.values() {
-        scalars.push(*coef);
-        points.push(*a);
-    }
+    scalars.extend(key_coefficients);
+    points.extend(key_points);
     scalars.push(-b_coefficient);
     points.push(curve25519_dalek::constants::ED25519_BASEPOINT_POINT);
     // -[sum z S]B + sum [z]R + sum [z k]A, times the cofactor, must be the identity.
@@ -251,16 +321,40 @@ fn batch_equation(items: &[BatchItem<'_>]) -> Result<bool, SigError> {
     Ok(check.mul_by_cofactor().is_identity())
 }
 
-fn coefficient(seed: &[u8; 64], index: usize) -> Scalar {
-    let mut h = Sha512::new();
-    h.update(seed);
-    h.update((index as u64).to_be_bytes());
-    let digest = h.finalize();
-    let mut z = [0u8; 32];
-    z[..16].copy_from_slice(&digest[..16]);
-    // A 128-bit coefficient; never zero (a zero would drop the item from the equation).
-    z[0] |= 1;
-    Scalar::from_bytes_mod_order(z)
+/// The batch coefficients: 128-bit values, four from each SHA-512 of the transcript seed and a
+/// block counter; never zero (a zero would drop an item from the equation).
+struct Coefficients<'a> {
+    seed: &'a [u8; 64],
+    block: u64,
+    digest: [u8; 64],
+    used: usize,
+}
+
+impl<'a> Coefficients<'a> {
+    fn new(seed: &'a [u8; 64]) -> Self {
+        Coefficients {
+            seed,
+            block: 0,
+            digest: [0; 64],
+            used: 4,
+        }
+    }
+
+    fn next(&mut self) -> Scalar {
+        if self.used == 4 {
+            let mut h = Sha512::new();
+            h.update(self.seed);
+            h.update(self.block.to_be_bytes());
+            self.digest = h.finalize().into();
+            self.block += 1;
+            self.used = 0;
+        }
+        let mut z = [0u8; 32];
+        z[..16].copy_from_slice(&self.digest[16 * self.used..16 * (self.used + 1)]);
+        z[0] |= 1;
+        self.used += 1;
+        Scalar::from_bytes_mod_order(z)
+    }
 }
 
 #[cfg(test)]
@@ -295,6 +389,52 @@ mod tests {
                 index: 13,
                 error: SigError::Equation
             })
+        );
+    }
+
+    #[test]
+    fn small_order_table_matches_the_group_law() {
+        for enc in small_order_encodings() {
+            let p = CompressedEdwardsY(*enc).decompress().expect("point");
+            assert!(p.is_small_order());
+            assert!(is_canonical_point_encoding(enc));
+        }
+        // And no other canonical encoding among many random points is of small order.
+        for seed in 0u32..2000 {
+            let d = Sha512::digest(seed.to_le_bytes());
+            let mut b = [0u8; 32];
+            b.copy_from_slice(&d[..32]);
+            if let Some(p) = CompressedEdwardsY(b).decompress() {
+                if is_canonical_point_encoding(&b) {
+                    assert_eq!(p.is_small_order(), small_order_encodings().contains(&b));
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn cached_keys_give_the_same_verdicts() {
+        let mut cache = KeyCache::new(2);
+        let keys: Vec<SecretKey> = (0..5u8).map(|i| SecretKey::from_seed([i; 32])).collect();
+        let pks: Vec<PublicKey> = keys.iter().map(SecretKey::public_key).collect();
+        let msgs: Vec<Vec<u8>> = (0..10u8).map(|i| vec![i; 10]).collect();
+        let sigs: Vec<Signature> = (0..10).map(|i| keys[i % 5].sign(&msgs[i])).collect();
+        let items: Vec<BatchItem<'_>> = (0..10)
+            .map(|i| BatchItem {
+                key: &pks[i % 5],
+                message: &msgs[i],
+                signature: &sigs[i],
+            })
+            .collect();
+        for _ in 0..3 {
+            assert_eq!(verify_batch_cached(&items, &mut cache), Ok(()));
+        }
+        assert!(cache.len() <= 2 + 5);
+        let mut bad = items.clone();
+        bad[7].message = b"other";
+        assert_eq!(
+            verify_batch_cached(&bad, &mut cache).map_err(|e| e.index),
+            Err(7)
         );
     }
 
