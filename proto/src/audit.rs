@@ -166,6 +166,8 @@ pub fn audit(
     let mut declared_size = None;
     let mut end_count = None;
     let mut entries: Vec<Entry> = Vec::new();
+    // Entry hashes, computed once, parallel to `entries`.
+    let mut hashes: Vec<Hash> = Vec::new();
     let mut leaves: Vec<Hash> = Vec::new();
     let mut notes = Vec::new();
     let mut forks = Vec::new();
@@ -198,7 +200,9 @@ pub fn audit(
                     .and_then(|b| Entry::from_bytes(&b).map_err(|e| e.to_string()));
                 match decoded {
                     Ok(e) => {
-                        leaves.push(merkle::leaf_hash(e.hash().as_bytes()));
+                        let h = e.hash();
+                        leaves.push(merkle::leaf_hash(h.as_bytes()));
+                        hashes.push(h);
                         entries.push(e);
                     }
                     Err(err) => {
@@ -258,13 +262,14 @@ pub fn audit(
     let mut seen: HashSet<Hash> = HashSet::new();
     let mut controllers: BTreeSet<PublicKey> = BTreeSet::new();
     for (i, e) in entries.iter().enumerate() {
+        let hash = hashes[i];
         *r.kinds.entry(e.kind().as_str().to_owned()).or_default() += 1;
         if let Some(k) = e.content.body.consent() {
             controllers.insert(k.controller);
         }
         let subject = e.subject();
-        if !seen.insert(e.hash()) {
-            anomalies.push(format!("entry {} appears twice", e.hash()));
+        if !seen.insert(hash) {
+            anomalies.push(format!("entry {hash} appears twice"));
             continue;
         }
         if bad_set.contains(&i) || broken.contains(&subject) {
@@ -275,7 +280,7 @@ pub fn audit(
             None => ChainHead::genesis_unverified(e).map(|h| {
                 heads.insert(subject, h);
             }),
-            Some(h) => h.check_next_unsigned(e).map(|()| h.advance(e, e.hash())),
+            Some(h) => h.check_next_unsigned(e).map(|()| h.advance(e, hash)),
         };
         match res {
             Ok(()) => chains.entry(subject).or_default().push(e.clone()),
@@ -290,6 +295,19 @@ pub fn audit(
 
     // Merkle tree and checkpoints.
     r.tree_root = Some(merkle::root(&leaves[..], n));
+    // Roots at every checkpointed size, in one pass over the leaves (a node may have signed a
+    // checkpoint at many sizes; recomputing each from scratch would be quadratic).
+    let mut sizes: Vec<u64> = Vec::new();
+    for note in &notes {
+        if let Some(size) = crate::note::Note::parse(note)
+            .ok()
+            .and_then(|nt| Checkpoint::from_text(&nt.text).ok())
+            .map(|c| c.size)
+        {
+            sizes.push(size);
+        }
+    }
+    let roots_at = prefix_roots(&leaves, &sizes);
     let embedded = header_vkey
         .as_deref()
         .and_then(|v| Verifier::from_vkey(v).ok());
@@ -317,7 +335,7 @@ pub fn audit(
                 cp.size
             ));
         }
-        let matches_log = cp.size <= n && merkle::root(&leaves[..], cp.size) == cp.root;
+        let matches_log = roots_at.get(&cp.size) == Some(&cp.root);
         if !matches_log {
             anomalies.push(format!(
                 "checkpoint at size {}: root {} is not the root of the exported log at that size (history rewritten, or the checkpoint is inconsistent)",
@@ -405,6 +423,50 @@ pub fn audit(
     r.ok = anomalies.is_empty();
     r.anomalies = anomalies;
     r
+}
+
+/// The Merkle roots of the prefixes of `leaves` at each of `sizes` (sizes beyond the leaves are
+/// left out), in one pass: the frontier of perfect subtrees is kept as the leaves go by, and a
+/// prefix's root folds that frontier from the right (RFC 6962's split rule gives exactly this).
+pub fn prefix_roots(leaves: &[Hash], sizes: &[u64]) -> HashMap<u64, Hash> {
+    let mut wanted: Vec<u64> = sizes
+        .iter()
+        .copied()
+        .filter(|s| *s as usize <= leaves.len())
+        .collect();
+    wanted.sort_unstable();
+    wanted.dedup();
+    let mut out = HashMap::new();
+    let mut frontier: Vec<(u32, Hash)> = Vec::new(); // (height, hash), heights strictly decreasing
+    let mut next = wanted.iter().peekable();
+    let root_of = |frontier: &[(u32, Hash)]| -> Hash {
+        let mut it = frontier.iter().rev();
+        match it.next() {
+            None => merkle::empty_root(),
+            Some((_, last)) => it.fold(*last, |acc, (_, h)| merkle::node_hash(h, &acc)),
+        }
+    };
+    while next.peek() == Some(&&0) {
+        out.insert(0, merkle::empty_root());
+        next.next();
+    }
+    for (i, leaf) in leaves.iter().enumerate() {
+        let mut node = (0u32, *leaf);
+        while let Some(&(h, left)) = frontier.last() {
+            if h != node.0 {
+                break;
+            }
+            frontier.pop();
+            node = (h + 1, merkle::node_hash(&left, &node.1));
+        }
+        frontier.push(node);
+        let size = i as u64 + 1;
+        while next.peek() == Some(&&size) {
+            out.insert(size, root_of(&frontier));
+            next.next();
+        }
+    }
+    out
 }
 
 /// Verifies every entry's signature in one batch, then alone where the batch fails, and returns

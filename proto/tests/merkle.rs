@@ -191,3 +191,20 @@ proptest! {
         }
     }
 }
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 100, ..ProptestConfig::default() })]
+
+    #[test]
+    fn prefix_roots_in_one_pass_equal_roots_computed_alone(n in 0u64..200, sizes in proptest::collection::vec(0u64..220, 0..12)) {
+        let leaves: Vec<Hash> = (0..n).map(|i| merkle::leaf_hash(&i.to_le_bytes())).collect();
+        let got = proto::audit::prefix_roots(&leaves, &sizes);
+        for s in &sizes {
+            if *s <= n {
+                prop_assert_eq!(got.get(s), Some(&merkle::root(&leaves[..], *s)));
+            } else {
+                prop_assert!(!got.contains_key(s));
+            }
+        }
+    }
+}
