@@ -96,11 +96,17 @@ fn raw_verify_rate(n: usize) -> f64 {
         .map(|(i, m)| keys[i % 64].sign(m))
         .collect();
     let vks: Vec<_> = keys.iter().map(|k| k.verifying_key()).collect();
-    let start = Instant::now();
-    for (i, m) in msgs.iter().enumerate() {
-        vks[i % 64].verify(m, &sigs[i]).expect("verify");
+    // The best of several rounds: interference from other work only ever slows a round down, and
+    // the best round is the conservative yardstick for the ratios.
+    let mut best = 0f64;
+    for _ in 0..7 {
+        let start = Instant::now();
+        for (i, m) in msgs.iter().enumerate() {
+            vks[i % 64].verify(m, &sigs[i]).expect("verify");
+        }
+        best = best.max(n as f64 / start.elapsed().as_secs_f64());
     }
-    n as f64 / start.elapsed().as_secs_f64()
+    best
 }
 
 fn parallel_map<T: Send + 'static>(
@@ -220,7 +226,7 @@ fn ingest(args: &[String]) {
     let per: usize = arg(args, "--per-subject", "5")
         .parse()
         .expect("--per-subject");
-    let raw = raw_verify_rate(4000);
+    let raw = raw_verify_rate(1500);
     eprintln!("load: signing {} entries", subjects * per);
     let chains = Arc::new(parallel_map(subjects, 2, move |i| chain(i, per)));
     eprintln!("load: submitting with {clients} clients");
@@ -287,7 +293,7 @@ fn check(args: &[String]) {
     let clients: usize = arg(args, "--clients", "8").parse().expect("--clients");
     let subjects: usize = arg(args, "--subjects", "4000").parse().expect("--subjects");
     let seconds: f64 = arg(args, "--seconds", "10").parse().expect("--seconds");
-    let raw = raw_verify_rate(4000);
+    let raw = raw_verify_rate(1500);
     let brand = brand().public_key();
     let paths: Arc<Vec<String>> = Arc::new(
         (0..subjects)

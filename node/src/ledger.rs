@@ -18,7 +18,7 @@ use std::time::{Duration, Instant};
 
 use proto::api::{CheckResponse, ConsentEvent, SubmitStatus, Verdict};
 use proto::chain::{key_history, ChainHead, ForkProof};
-use proto::entry::{Body, Entry};
+use proto::entry::Entry;
 use proto::error::ChainError;
 use proto::keys::{Hash, PublicKey};
 use proto::state::{forked_decision, ConsentState, Decision};
@@ -825,23 +825,25 @@ impl Writer {
                 r
             }
         };
-        let log_index = fx.g.append(&Append {
-            entry: entry.clone(),
+        let event = entry.content.body.consent().map(|k| ConsentEvent {
+            kind: entry.kind().as_str().to_owned(),
+            subject: entry.subject(),
+            controller: k.controller,
+            purposes: k.purposes.clone(),
+            seq: entry.seq(),
+            hash,
+            log_index: 0,
+            valid_until: k.valid_until,
+        });
+        let log_index = fx.g.append(Append {
+            entry,
             hash,
             record,
         })?;
         fx.stored += 1;
-        if let Body::Grant(k) | Body::Withdraw(k) | Body::Refuse(k) = &entry.content.body {
-            fx.events.push(ConsentEvent {
-                kind: entry.kind().as_str().to_owned(),
-                subject: entry.subject(),
-                controller: k.controller,
-                purposes: k.purposes.clone(),
-                seq: entry.seq(),
-                hash,
-                log_index,
-                valid_until: k.valid_until,
-            });
+        if let Some(mut ev) = event {
+            ev.log_index = log_index;
+            fx.events.push(ev);
         }
         Ok(log_index)
     }

@@ -265,7 +265,7 @@ impl WriteGroup<'_> {
     ///
     /// # Errors
     /// [`StoreError`].
-    pub fn append(&mut self, a: &Append) -> Result<u64, StoreError> {
+    pub fn append(&mut self, a: Append) -> Result<u64, StoreError> {
         let index = self.next_index;
         let subject = a.entry.subject();
         let seq = a.entry.seq();
@@ -289,8 +289,8 @@ impl WriteGroup<'_> {
                 seq,
             },
         );
-        self.records.insert(subject, a.record.clone());
-        self.entries.insert((subject, seq), a.entry.clone());
+        self.records.insert(subject, a.record);
+        self.entries.insert((subject, seq), a.entry);
         self.next_index = index + 1;
         self.writes += 1;
         Ok(index)
@@ -702,7 +702,7 @@ impl SledStore {
 impl Store for SledStore {
     fn append(&self, a: &Append) -> Result<u64, StoreError> {
         let mut g = self.group();
-        let index = g.append(a)?;
+        let index = g.append(a.clone())?;
         g.commit()?;
         Ok(index)
     }
