@@ -9,174 +9,19 @@ use std::net::{TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
-use std::sync::{mpsc, Arc, Mutex, OnceLock};
+use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use proto::entry::Entry;
 use serde_json::Value;
 
-const WAIT: Duration = Duration::from_secs(60);
-const ACME: &str = "3b6a27bcceb6a42d62a3a8d02a6f0d73653215771de243a63ac048a18b59da29";
-const BETA: &str = "d75a980182b10ab7d54bfed3c964073a0ee172f3daa62325af021a68f707511a";
+mod common;
+use common::{Node, Out, ACME, BETA, WAIT};
 
 // ---------------------------------------------------------------------------------------------
 // Harness
 // ---------------------------------------------------------------------------------------------
-
-/// `target/<profile>/consent-node`, brought up to date once per test process with
-/// `cargo build -p consent-node` (a no-op build takes well under a second), so a stale node is
-/// not tested by accident; when cargo cannot run or the node does not build, an existing binary
-/// is used (with a note on stderr).
-fn node_binary() -> &'static Path {
-    static BIN: OnceLock<PathBuf> = OnceLock::new();
-    BIN.get_or_init(|| {
-        let exe = std::env::current_exe().expect("the test executable's path");
-        let deps = exe.parent().expect("target/<profile>/deps");
-        let profile = if deps.file_name().is_some_and(|n| n == "deps") {
-            deps.parent().expect("target/<profile>")
-        } else {
-            deps
-        };
-        let bin = profile.join(format!("consent-node{}", std::env::consts::EXE_SUFFIX));
-        let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
-        let mut cmd = Command::new(cargo);
-        cmd.args([
-            "build",
-            "--quiet",
-            "-p",
-            "consent-node",
-            "--bin",
-            "consent-node",
-        ])
-        .arg("--manifest-path")
-        .arg(Path::new(env!("CARGO_MANIFEST_DIR")).join("../Cargo.toml"));
-        if let Some(target) = profile.parent() {
-            cmd.arg("--target-dir").arg(target);
-        }
-        match profile.file_name().and_then(|n| n.to_str()) {
-            Some("debug") | None => {}
-            Some("release") => {
-                cmd.arg("--release");
-            }
-            Some(other) => {
-                cmd.args(["--profile", other]);
-            }
-        }
-        match cmd.output() {
-            Ok(out) if out.status.success() => {}
-            // The node is another package: while it does not build (work in progress elsewhere
-            // in the workspace), test the CLI against the last binary that did.
-            Ok(out) if bin.exists() => eprintln!(
-                "building consent-node failed; using the existing {}:\n{}",
-                bin.display(),
-                String::from_utf8_lossy(&out.stderr)
-            ),
-            Ok(out) => panic!(
-                "building consent-node failed:\n{}",
-                String::from_utf8_lossy(&out.stderr)
-            ),
-            Err(e) if bin.exists() => {
-                eprintln!("cannot run cargo ({e}); using {} as it is", bin.display());
-            }
-            Err(e) => panic!("cannot run cargo to build consent-node: {e}"),
-        }
-        assert!(bin.exists(), "{} does not exist", bin.display());
-        bin
-    })
-}
-
-/// A real node on a free loopback port, with a temporary data dir.
-struct Node {
-    child: Child,
-    url: String,
-    dir: tempfile::TempDir,
-}
-
-impl Node {
-    fn start() -> Node {
-        let dir = tempfile::tempdir().expect("temp dir");
-        let log = std::fs::File::create(dir.path().join("node.log")).expect("node log");
-        let mut child = Command::new(node_binary())
-            .arg("run")
-            .arg("--data-dir")
-            .arg(dir.path().join("data"))
-            .args(["--http", "127.0.0.1:0"])
-            .env("RUST_LOG", "info")
-            .env_remove("CONSENT_DATA_DIR")
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::from(log))
-            .spawn()
-            .expect("spawning consent-node");
-        let stdout = child.stdout.take().expect("node stdout");
-        let (tx, rx) = mpsc::channel();
-        std::thread::spawn(move || {
-            let mut tx = Some(tx);
-            for line in BufReader::new(stdout).lines() {
-                let Ok(line) = line else { break };
-                if let Some(addr) = line.strip_prefix("consent-node listening on ") {
-                    if let Some(tx) = tx.take() {
-                        let _ = tx.send(addr.trim().to_owned());
-                    }
-                }
-            }
-        });
-        let mut node = Node {
-            child,
-            url: String::new(),
-            dir,
-        };
-        match rx.recv_timeout(WAIT) {
-            Ok(url) => node.url = url,
-            Err(e) => panic!(
-                "consent-node did not say where it listens within {WAIT:?} ({e})\n{}",
-                node.logs()
-            ),
-        }
-        node
-    }
-
-    fn logs(&self) -> String {
-        std::fs::read_to_string(self.dir.path().join("node.log")).unwrap_or_default()
-    }
-
-    fn get(&self, path: &str) -> Value {
-        ureq::AgentBuilder::new()
-            .timeout(Duration::from_secs(10))
-            .build()
-            .get(&format!("{}{path}", self.url))
-            .call()
-            .expect("GET from the node")
-            .into_json()
-            .expect("JSON from the node")
-    }
-}
-
-impl Drop for Node {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-        if std::thread::panicking() {
-            eprintln!("----- consent-node stderr -----\n{}", self.logs());
-        }
-    }
-}
-
-/// One finished `consent` run.
-#[derive(Debug)]
-struct Out {
-    code: i32,
-    stdout: String,
-    stderr: String,
-}
-
-impl Out {
-    fn json(&self) -> Value {
-        serde_json::from_str(&self.stdout)
-            .unwrap_or_else(|e| panic!("stdout is not JSON ({e}):\n{self:?}"))
-    }
-}
 
 /// Runs `consent` with a config dir and a node, and keeps every output for the secret check.
 struct Consent {
