@@ -158,27 +158,15 @@ impl Conn {
         }
     }
 
-    /// Sends a request and returns (status, body).
-    async fn request(
-        &mut self,
-        method: &str,
-        path: &str,
-        content_type: &str,
-        body: &[u8],
-    ) -> (u16, Vec<u8>) {
-        use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt};
-        let mut req = format!(
-            "{method} {path} HTTP/1.1\r\nhost: {}\r\ncontent-length: {}\r\n",
-            self.host,
-            body.len()
-        )
-        .into_bytes();
-        if !content_type.is_empty() {
-            req.extend_from_slice(format!("content-type: {content_type}\r\n").as_bytes());
-        }
-        req.extend_from_slice(b"\r\n");
-        req.extend_from_slice(body);
-        self.stream.get_mut().write_all(&req).await.expect("write");
+    /// Sends pre-built request bytes and returns (status, body).
+    async fn send_raw(&mut self, req: &[u8]) -> (u16, Vec<u8>) {
+        use tokio::io::AsyncWriteExt;
+        self.stream.get_mut().write_all(req).await.expect("write");
+        self.read_response().await
+    }
+
+    async fn read_response(&mut self) -> (u16, Vec<u8>) {
+        use tokio::io::{AsyncBufReadExt, AsyncReadExt};
         let mut line = String::new();
         self.stream.read_line(&mut line).await.expect("status line");
         let status: u16 = line
@@ -204,6 +192,28 @@ impl Conn {
         self.stream.read_exact(&mut body).await.expect("body");
         (status, body)
     }
+
+    /// Sends a request and returns (status, body).
+    async fn request(
+        &mut self,
+        method: &str,
+        path: &str,
+        content_type: &str,
+        body: &[u8],
+    ) -> (u16, Vec<u8>) {
+        let mut req = format!(
+            "{method} {path} HTTP/1.1\r\nhost: {}\r\ncontent-length: {}\r\n",
+            self.host,
+            body.len()
+        )
+        .into_bytes();
+        if !content_type.is_empty() {
+            req.extend_from_slice(format!("content-type: {content_type}\r\n").as_bytes());
+        }
+        req.extend_from_slice(b"\r\n");
+        req.extend_from_slice(body);
+        self.send_raw(&req).await
+    }
 }
 
 fn host_of(node: &str) -> String {
@@ -228,9 +238,25 @@ fn ingest(args: &[String]) {
         .expect("--per-subject");
     let raw = raw_verify_rate(1500);
     eprintln!("load: signing {} entries", subjects * per);
-    let chains = Arc::new(parallel_map(subjects, 2, move |i| chain(i, per)));
-    eprintln!("load: submitting with {clients} clients");
     let host = host_of(&node);
+    let h = host.clone();
+    // Whole HTTP requests are built before the timing: the load generator shares the cores with
+    // the node, and should take as little of them as it can while measuring.
+    let chains = Arc::new(parallel_map(subjects, 2, move |i| {
+        chain(i, per)
+            .into_iter()
+            .map(|e| {
+                let mut req = format!(
+                    "POST /v1/entries HTTP/1.1\r\nhost: {h}\r\ncontent-type: application/octet-stream\r\ncontent-length: {}\r\n\r\n",
+                    e.len()
+                )
+                .into_bytes();
+                req.extend_from_slice(&e);
+                req
+            })
+            .collect::<Vec<Vec<u8>>>()
+    }));
+    eprintln!("load: submitting with {clients} clients");
     let next = Arc::new(AtomicUsize::new(0));
     let start = Instant::now();
     let stored: usize = runtime().block_on(async {
@@ -247,10 +273,8 @@ fn ingest(args: &[String]) {
                         if i >= chains.len() {
                             break;
                         }
-                        for e in &chains[i] {
-                            let (status, body) = conn
-                                .request("POST", "/v1/entries", "application/octet-stream", e)
-                                .await;
+                        for req in &chains[i] {
+                            let (status, body) = conn.send_raw(req).await;
                             assert!(
                                 status == 201 || status == 200,
                                 "unexpected status {status}: {}",
