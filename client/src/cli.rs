@@ -140,7 +140,8 @@ pub enum Command {
         hash: String,
     },
     /// For brands' scripts: may CONTROLLER use SUBJECT's data for PURPOSE? Exit 0 allow, 1 deny
-    /// or unknown, 2 or more error (treat every non-zero code as "do not process").
+    /// or unknown, 2 on any error, the node unreachable included (treat every non-zero code as
+    /// "do not process").
     ///
     /// Example: consent check --subject 1f2e... --controller acme --purpose dpv:DirectMarketing
     Check {
