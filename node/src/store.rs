@@ -10,7 +10,7 @@
 //! | `F` subject(32) | fork proof bytes | truth (evidence) |
 //! | `H` hash(32) | log_index(8) subject(32) seq(8) | derived |
 //! | `S` subject(32) | `SubjectRecord` (postcard) | derived |
-//! | `T` level(1) index(8, BE) | Merkle hash of the perfect subtree of 2^level leaves | derived |
+//! | `T` level(1) index(8, BE) | Merkle hash of the perfect subtree of 2^level leaves, level >= 1 (leaves come from `L`) | derived |
 //! | `M` name | metadata (format version) | meta |
 //!
 //! The signed entries (`E`, in the order of `L`) are the truth; `H` and `S` can be rebuilt from them
@@ -382,6 +382,23 @@ fn key_t(level: u8, index: u64) -> [u8; 10] {
     k
 }
 
+/// A stored Merkle node. Leaves (level 0) are not stored: a leaf is the leaf hash of the entry
+/// hash that the log holds at its index, so one key per entry is saved.
+fn stored_node(tree: &sled::Tree, level: u8, index: u64) -> Result<Hash, StoreError> {
+    if level == 0 {
+        let k = key_l(index);
+        return match tree.get(k)? {
+            Some(v) => Ok(proto::merkle::leaf_hash(&arr::<32>(&k, &v)?)),
+            None => Err(corrupt(&k, "missing log entry for a Merkle leaf")),
+        };
+    }
+    let k = key_t(level, index);
+    match tree.get(k)? {
+        Some(v) => arr::<32>(&k, &v).map(Hash::from_bytes),
+        None => Err(corrupt(&k, "missing Merkle node")),
+    }
+}
+
 /// Read access to the stored Merkle nodes, for proof generation. Storage errors are kept and
 /// reported after the computation (the `Subtrees` trait has no error channel).
 struct TreeView<'a> {
@@ -391,12 +408,7 @@ struct TreeView<'a> {
 
 impl TreeView<'_> {
     fn node(&self, level: u8, index: u64) -> Hash {
-        let k = key_t(level, index);
-        let got = match self.tree.get(k) {
-            Ok(Some(v)) => arr::<32>(&k, &v).map(Hash::from_bytes),
-            Ok(None) => Err(corrupt(&k, "missing Merkle node")),
-            Err(e) => Err(e.into()),
-        };
+        let got = stored_node(self.tree, level, index);
         got.unwrap_or_else(|e| {
             self.error.borrow_mut().get_or_insert(e);
             Hash::ZERO
@@ -499,21 +511,15 @@ impl SledStore {
         batch: &mut sled::Batch,
         pending: &mut HashMap<(u8, u64), Hash>,
     ) -> Result<(), StoreError> {
+        // The leaf itself is not stored (see `stored_node`).
         let mut node = proto::merkle::leaf_hash(entry_hash.as_bytes());
-        batch.insert(&key_t(0, index)[..], &node.as_bytes()[..]);
         pending.insert((0, index), node);
         let mut level = 0u8;
         let mut idx = index;
         while idx & 1 == 1 {
             let left = match pending.get(&(level, idx - 1)) {
                 Some(h) => *h,
-                None => {
-                    let k = key_t(level, idx - 1);
-                    match self.tree.get(k)? {
-                        Some(v) => Hash::from_bytes(arr::<32>(&k, &v)?),
-                        None => return Err(corrupt(&k, "missing Merkle node")),
-                    }
-                }
+                None => stored_node(&self.tree, level, idx - 1)?,
             };
             node = proto::merkle::node_hash(&left, &node);
             level += 1;
