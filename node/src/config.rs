@@ -4,7 +4,10 @@
 //! - data dir: `$CONSENT_DATA_DIR`, else `$XDG_DATA_HOME/consent-ledger`, else
 //!   `$HOME/.local/share/consent-ledger`;
 //! - HTTP: `127.0.0.1:7411` (loopback only);
-//! - p2p: `/ip4/127.0.0.1/tcp/7412` (reserved; replication is not built yet);
+//! - p2p: `/ip4/127.0.0.1/tcp/7412` and `/ip4/127.0.0.1/udp/7412/quic-v1` (loopback; listen on
+//!   `/ip4/0.0.0.0/...` to replicate with other machines);
+//! - mDNS LAN discovery: on (`mdns = false` or `--no-mdns` turns it off);
+//! - background sync: a round with one peer every 5 seconds;
 //! - log level: `info` (`RUST_LOG` overrides).
 
 use std::net::SocketAddr;
@@ -19,8 +22,8 @@ use crate::ledger::PendingLimits;
 
 /// The default HTTP address.
 pub const DEFAULT_HTTP: &str = "127.0.0.1:7411";
-/// The default p2p listen address.
-pub const DEFAULT_P2P: &str = "/ip4/127.0.0.1/tcp/7412";
+/// The default p2p listen addresses.
+pub const DEFAULT_P2P: [&str; 2] = ["/ip4/127.0.0.1/tcp/7412", "/ip4/127.0.0.1/udp/7412/quic-v1"];
 
 /// The TOML config file; every key optional.
 #[derive(Clone, Debug, Default, Deserialize)]
@@ -30,10 +33,16 @@ pub struct FileConfig {
     pub data_dir: Option<PathBuf>,
     /// HTTP listen address.
     pub http: Option<SocketAddr>,
-    /// p2p listen multiaddr.
-    pub p2p: Option<String>,
+    /// p2p listen multiaddrs.
+    pub p2p: Option<Vec<String>>,
     /// Bootstrap peers (multiaddrs).
     pub bootstrap: Option<Vec<String>>,
+    /// mDNS LAN discovery (default true).
+    pub mdns: Option<bool>,
+    /// Replication on (default true).
+    pub replicate: Option<bool>,
+    /// Seconds between background sync rounds (default 5).
+    pub sync_interval_secs: Option<u64>,
     /// Log filter (tracing EnvFilter syntax), e.g. `info` or `node=debug`.
     pub log: Option<String>,
     /// Added to the system clock (ms); for tests and drills.
@@ -51,10 +60,8 @@ pub struct Config {
     pub data_dir: PathBuf,
     /// HTTP listen address.
     pub http: SocketAddr,
-    /// p2p listen multiaddr (reserved for replication).
-    pub p2p: String,
-    /// Bootstrap peers.
-    pub bootstrap: Vec<String>,
+    /// p2p settings (None: replication off).
+    pub p2p: Option<crate::p2p::P2pConfig>,
     /// Log filter.
     pub log: String,
     /// The node's clock.
@@ -89,7 +96,7 @@ impl FileConfig {
     /// Resolves against the defaults.
     ///
     /// # Errors
-    /// When a default address does not parse (a build defect).
+    /// When an address does not parse.
     pub fn resolve(self) -> anyhow::Result<Config> {
         let defaults = PendingLimits::default();
         Ok(Config {
@@ -98,8 +105,21 @@ impl FileConfig {
                 Some(a) => a,
                 None => DEFAULT_HTTP.parse().context("default HTTP address")?,
             },
-            p2p: self.p2p.unwrap_or_else(|| DEFAULT_P2P.to_owned()),
-            bootstrap: self.bootstrap.unwrap_or_default(),
+            p2p: if self.replicate.unwrap_or(true) {
+                Some(crate::p2p::P2pConfig {
+                    listen: parse_addrs(
+                        "p2p",
+                        self.p2p.unwrap_or_else(|| {
+                            DEFAULT_P2P.iter().map(|s| (*s).to_owned()).collect()
+                        }),
+                    )?,
+                    bootstrap: parse_addrs("bootstrap", self.bootstrap.unwrap_or_default())?,
+                    mdns: self.mdns.unwrap_or(true),
+                    sync_interval: Duration::from_secs(self.sync_interval_secs.unwrap_or(5).max(1)),
+                })
+            } else {
+                None
+            },
             log: self.log.unwrap_or_else(|| "info".to_owned()),
             clock: Clock {
                 offset_ms: self.clock_offset_ms.unwrap_or(0),
@@ -113,6 +133,17 @@ impl FileConfig {
             },
         })
     }
+}
+
+fn parse_addrs(what: &str, addrs: Vec<String>) -> anyhow::Result<Vec<libp2p::Multiaddr>> {
+    addrs
+        .iter()
+        .map(|a| {
+            a.parse().with_context(|| {
+                format!("{what}: {a:?} is not a multiaddr (e.g. /ip4/127.0.0.1/tcp/7412)")
+            })
+        })
+        .collect()
 }
 
 /// Loads the node key from `dir/node.key` (hex seed, mode 0600), creating it on first start.

@@ -18,7 +18,7 @@ use futures_util::Stream;
 use proto::api::{
     BatchAnswer, BatchCheckRequest, BatchCheckResponse, ChainResponse, CheckQuery, CheckResponse,
     ConsentEvent, ConsentItem, ConsentsResponse, ConsistencyProof, EntryRecord, ErrorBody,
-    InclusionProof, LogLine, NodeInfo, SubmitResponse, SubmitStatus, Verdict,
+    InclusionProof, LogLine, NodeInfo, PeerInfo, SubmitResponse, SubmitStatus, Verdict,
 };
 use proto::chain::ForkProof;
 use proto::entry::{Entry, MAX_ENTRY_BYTES};
@@ -53,6 +53,8 @@ pub struct AppState {
     pub checkpoints: std::sync::Arc<crate::checkpoint::Checkpointer>,
     /// Cancelled at shutdown: ends event streams so that the server can stop.
     pub shutdown: tokio_util::sync::CancellationToken,
+    /// The p2p layer (None when replication is off).
+    pub net: Option<crate::p2p::NetHandle>,
 }
 
 /// An error response.
@@ -196,6 +198,8 @@ fn parse_time(s: &str) -> ApiResult<u64> {
         events,
         healthz,
         node_info,
+        peers,
+        dial_peer,
         metrics
     ),
     components(schemas(
@@ -213,6 +217,8 @@ fn parse_time(s: &str) -> ApiResult<u64> {
         ConsentItem,
         ConsentsResponse,
         NodeInfo,
+        PeerInfo,
+        DialRequest,
         ConsentEvent,
         LogLine,
         proto::api::Evidence,
@@ -238,6 +244,7 @@ pub fn router(state: AppState) -> Router {
         .route("/v1/log/proof/consistency", get(consistency_proof))
         .route("/v1/events", get(events))
         .route("/v1/node/info", get(node_info))
+        .route("/v1/peers", get(peers).post(dial_peer))
         .route("/healthz", get(healthz))
         .route("/metrics", get(metrics))
         .route("/openapi.json", get(openapi))
@@ -344,10 +351,17 @@ async fn submit_entry(
     let hash = entry.hash();
     let subject = entry.subject();
     let seq = entry.seq();
+    let bytes = st.net.as_ref().map(|_| entry.to_bytes());
     let out = st.ledger.submit(entry).await.map_err(|e| {
         tracing::debug!(%subject, seq, error = %e, "entry refused");
+        if let (Some(net), IngestError::Fork(p)) = (&st.net, &e) {
+            net.publish_fork(p.to_bytes());
+        }
         ApiError::from(e)
     })?;
+    if let (Some(net), Some(bytes), SubmitStatus::Stored) = (&st.net, bytes, out.status) {
+        net.publish_entry(bytes);
+    }
     let code = match out.status {
         SubmitStatus::Stored => StatusCode::CREATED,
         SubmitStatus::Duplicate => StatusCode::OK,
@@ -986,7 +1000,59 @@ async fn node_info(State(st): State<AppState>) -> Json<NodeInfo> {
         writable: l.writable(),
         log_origin: st.checkpoints.origin().to_owned(),
         log_vkey: st.checkpoints.vkey(),
+        peer_id: st
+            .net
+            .as_ref()
+            .map(|n| n.peer_id().to_string())
+            .unwrap_or_default(),
+        p2p_addrs: st
+            .net
+            .as_ref()
+            .map(crate::p2p::NetHandle::listen_addrs)
+            .unwrap_or_default(),
     })
+}
+
+/// The connected peers (empty when replication is off).
+#[utoipa::path(get, path = "/v1/peers", responses((status = 200, body = [PeerInfo])))]
+async fn peers(State(st): State<AppState>) -> Json<Vec<PeerInfo>> {
+    match &st.net {
+        Some(n) => Json(n.peers().await),
+        None => Json(Vec::new()),
+    }
+}
+
+/// `POST /v1/peers` body.
+#[derive(Debug, serde::Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct DialRequest {
+    /// A multiaddr, e.g. `/ip4/127.0.0.1/tcp/7412/p2p/12D3Koo...`.
+    pub addr: String,
+}
+
+/// Dials a peer (an operator's way to join two networks); 202 once the dial has started.
+#[utoipa::path(post, path = "/v1/peers", request_body = DialRequest,
+    responses((status = 202, description = "dialling"), (status = 400, body = ErrorBody), (status = 503, body = ErrorBody)))]
+async fn dial_peer(
+    State(st): State<AppState>,
+    body: Result<Json<DialRequest>, axum::extract::rejection::JsonRejection>,
+) -> ApiResult<StatusCode> {
+    let Json(req) = body.map_err(|e| ApiError::bad_request(e.body_text()))?;
+    let addr: libp2p::Multiaddr = req
+        .addr
+        .parse()
+        .map_err(|e| ApiError::bad_request(format!("addr: not a multiaddr: {e}")))?;
+    let net = st.net.as_ref().ok_or_else(|| {
+        ApiError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "unavailable",
+            "replication is off on this node",
+        )
+    })?;
+    net.dial(addr)
+        .await
+        .map_err(|e| ApiError::bad_request(format!("cannot dial: {e}")))?;
+    Ok(StatusCode::ACCEPTED)
 }
 
 /// Prometheus text exposition.

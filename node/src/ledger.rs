@@ -26,6 +26,7 @@ use proto::vocab::{self, TermKind};
 use tokio::sync::{broadcast, mpsc, oneshot};
 
 use crate::clock::Clock;
+use crate::digest::HeadDigest;
 use crate::metrics::Metrics;
 use crate::store::{Append, SledStore, Store, StoreError, SubjectRecord, WriteGroup};
 
@@ -116,6 +117,8 @@ struct Shared {
     events: broadcast::Sender<ConsentEvent>,
     metrics: Arc<Metrics>,
     clock: Clock,
+    /// Summaries of every subject head, for replication (updated by the writer).
+    digest: std::sync::Mutex<HeadDigest>,
 }
 
 /// The ledger handle; cheap to clone.
@@ -139,6 +142,15 @@ impl Ledger {
         let (events, _) = broadcast::channel(4096);
         let subjects = store.subject_count();
         let forks = store.fork_count();
+        let mut digest = HeadDigest::default();
+        for r in store.subject_records() {
+            match r {
+                Ok((_, rec)) => digest.replace(None, &head_of(&rec)),
+                Err(e) => {
+                    tracing::error!(error = %e, "unreadable subject record left out of the head digest")
+                }
+            }
+        }
         let shared = Arc::new(Shared {
             store,
             writable: AtomicBool::new(true),
@@ -148,6 +160,7 @@ impl Ledger {
             events,
             metrics,
             clock,
+            digest: std::sync::Mutex::new(digest),
         });
         let (tx, rx) = mpsc::channel(4 * MAX_GROUP);
         let (to_flusher, flusher_rx) = std::sync::mpsc::channel();
@@ -242,6 +255,63 @@ impl Ledger {
             .await
             .map_err(|_| IngestError::ReadOnly)?;
         rx.await.map_err(|_| IngestError::ReadOnly)?
+    }
+
+    /// Verifies entries and hands them to the writer in this order; returns each one's result
+    /// once all are durable (or pending, or refused). Entries of one chain may come in any order.
+    pub async fn submit_many(&self, entries: Vec<Entry>) -> Vec<Result<Outcome, IngestError>> {
+        let mut waits = Vec::with_capacity(entries.len());
+        for entry in entries {
+            if !self.writable() {
+                waits.push(None);
+                continue;
+            }
+            let hash = entry.hash();
+            let (reply, rx) = oneshot::channel();
+            let sent = self
+                .to_verifier
+                .send(Box::new(WriteReq { entry, hash, reply }))
+                .await;
+            waits.push(sent.ok().map(|()| rx));
+        }
+        let mut out = Vec::with_capacity(waits.len());
+        for w in waits {
+            out.push(match w {
+                Some(rx) => rx.await.unwrap_or(Err(IngestError::ReadOnly)),
+                None => Err(IngestError::ReadOnly),
+            });
+        }
+        out
+    }
+
+    /// The 256 child summaries of a subject-key prefix (0 or 1 bytes) of the head digest.
+    pub fn digest_children(&self, prefix: &[u8]) -> Vec<proto::sync::Bucket> {
+        match self.shared.digest.lock() {
+            Ok(d) => d.children(prefix),
+            Err(p) => p.into_inner().children(prefix),
+        }
+    }
+
+    /// Up to `limit` subject heads whose key starts with `prefix`, after `after`, in key order;
+    /// and whether more follow.
+    ///
+    /// # Errors
+    /// Storage errors.
+    pub fn heads(
+        &self,
+        prefix: &[u8],
+        after: Option<&PublicKey>,
+        limit: usize,
+    ) -> Result<(Vec<proto::sync::Head>, bool), StoreError> {
+        let mut heads = Vec::new();
+        for r in self.shared.store.subject_records_from(prefix, after) {
+            let (_, rec) = r?;
+            if heads.len() == limit {
+                return Ok((heads, true));
+            }
+            heads.push(head_of(&rec));
+        }
+        Ok((heads, false))
     }
 
     /// Answers one consent question.
@@ -357,6 +427,16 @@ fn run_verifier(
         }
     }
     tracing::debug!("ledger verifier stopped");
+}
+
+/// A subject record's head as the digest sees it.
+pub fn head_of(rec: &SubjectRecord) -> proto::sync::Head {
+    proto::sync::Head {
+        subject: rec.head.subject,
+        seq: rec.head.seq,
+        hash: rec.head.hash,
+        forked: rec.forked,
+    }
 }
 
 /// Checks that `purpose` is a purpose code, suggesting near codes when it is not.
@@ -800,6 +880,7 @@ impl Writer {
         fx: &mut GroupEffects<'_>,
     ) -> Result<u64, IngestError> {
         let metrics = &self.shared.metrics;
+        let old_head = rec.as_ref().map(head_of);
         let record = match rec {
             None => {
                 let head = ChainHead::genesis_unverified(&entry).map_err(|e| {
@@ -835,17 +916,27 @@ impl Writer {
             log_index: 0,
             valid_until: k.valid_until,
         });
+        let new_head = head_of(&record);
         let log_index = fx.g.append(Append {
             entry,
             hash,
             record,
         })?;
+        self.set_head(old_head.as_ref(), &new_head);
         fx.stored += 1;
         if let Some(mut ev) = event {
             ev.log_index = log_index;
             fx.events.push(ev);
         }
         Ok(log_index)
+    }
+
+    fn set_head(&self, old: Option<&proto::sync::Head>, new: &proto::sync::Head) {
+        let mut d = match self.shared.digest.lock() {
+            Ok(d) => d,
+            Err(p) => p.into_inner(),
+        };
+        d.replace(old, new);
     }
 
     fn fork_or_reject(
@@ -868,10 +959,12 @@ impl Writer {
         match ForkProof::new(existing, entry, key_history(&prefix, seq)) {
             Ok(proof) => {
                 if !rec.forked {
+                    let old_head = head_of(&rec);
                     rec.forked = true;
                     if let Err(e) = fx.g.put_fork(&proof, &rec) {
                         return e.into();
                     }
+                    self.set_head(Some(&old_head), &head_of(&rec));
                     // Every controller that this subject's chain names hears of the fork.
                     for controller in rec.consent.controllers.keys() {
                         fx.events.push(ConsentEvent {

@@ -11,20 +11,25 @@
 //! - [`http`]: the axum API, its error mapping and the OpenAPI document.
 //! - [`checkpoint`]: signed checkpoints (C2SP) over the ingest log's Merkle tree.
 //! - [`export`]: self-contained NDJSON exports for audits.
+//! - [`p2p`]: the libp2p event loop, gossip validation and sync.
+//! - [`digest`]: the head digest that sync compares.
 //! - [`metrics`]: Prometheus metrics.
 //! - [`clock`]: wall-clock time with a configurable offset.
 //!
-//! Layering: `http -> ledger -> store -> proto`; the ledger is the only writer to the store.
+//! Layering: `http -> (p2p, ledger)`, `p2p -> ledger -> store -> proto`; the ledger is the only
+//! writer to the store.
 
 #![deny(missing_docs)]
 
 pub mod checkpoint;
 pub mod clock;
 pub mod config;
+pub mod digest;
 pub mod export;
 pub mod http;
 pub mod ledger;
 pub mod metrics;
+pub mod p2p;
 pub mod store;
 
 use std::collections::BTreeMap;
@@ -70,13 +75,17 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> anyhow::Result<
         log_size = ledger.store().log_size(),
         "consent-node started"
     );
-    if !config.bootstrap.is_empty() {
-        tracing::warn!(
-            peers = config.bootstrap.len(),
-            p2p = %config.p2p,
-            "replication is not built yet: bootstrap peers are ignored"
-        );
-    }
+    let net = match &config.p2p {
+        Some(p) => {
+            let (h, task) = p2p::start(p, &key, ledger.clone(), shutdown.clone())
+                .context("starting replication")?;
+            Some((h, task))
+        }
+        None => {
+            tracing::info!("replication is off");
+            None
+        }
+    };
     println!("consent-node listening on http://{addr}");
     let expiry = tokio::spawn(expiry_watcher(ledger.clone(), shutdown.clone()));
     let app = http::router(http::AppState {
@@ -84,6 +93,7 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> anyhow::Result<
         node_key: key.public_key(),
         checkpoints: Arc::new(checkpoint::Checkpointer::new(key.clone())),
         shutdown: shutdown.clone(),
+        net: net.as_ref().map(|(h, _)| h.clone()),
     });
     let stop = shutdown.clone();
     axum::serve(listener, app)
@@ -92,6 +102,9 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> anyhow::Result<
         .context("serving HTTP")?;
     tracing::info!("HTTP server stopped; flushing the store");
     expiry.abort();
+    if let Some((_, task)) = net {
+        let _ = task.await;
+    }
     ledger.shutdown().await;
     tracing::info!("consent-node stopped");
     Ok(())

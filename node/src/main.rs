@@ -35,8 +35,8 @@ struct Cli {
 
 #[derive(clap::Args, Debug, Default)]
 struct RunArgs {
-    /// TOML config file (keys: data_dir, http, p2p, bootstrap, log, clock_offset_ms, pending_max,
-    /// pending_ttl_secs). Flags override it.
+    /// TOML config file (keys: data_dir, http, p2p, bootstrap, mdns, replicate,
+    /// sync_interval_secs, log, clock_offset_ms, pending_max, pending_ttl_secs). Flags override it.
     #[arg(long, short)]
     config: Option<PathBuf>,
     /// Data directory (store and node key).
@@ -45,12 +45,22 @@ struct RunArgs {
     /// HTTP listen address (port 0 picks a free port; the bound address is printed).
     #[arg(long)]
     http: Option<SocketAddr>,
-    /// p2p listen multiaddr (reserved: replication is not built yet).
+    /// p2p listen multiaddr (repeatable; default /ip4/127.0.0.1/tcp/7412 and
+    /// /ip4/127.0.0.1/udp/7412/quic-v1; port 0 picks a free port, printed on start).
     #[arg(long)]
-    p2p: Option<String>,
-    /// Bootstrap peer multiaddr (repeatable; reserved).
+    p2p: Vec<String>,
+    /// Peer to dial at start, e.g. /ip4/10.0.0.5/tcp/7412/p2p/12D3KooW... (repeatable).
     #[arg(long)]
     bootstrap: Vec<String>,
+    /// Turn mDNS LAN discovery off.
+    #[arg(long)]
+    no_mdns: bool,
+    /// Run without replication (a standalone node).
+    #[arg(long)]
+    no_p2p: bool,
+    /// Seconds between background sync rounds with a peer.
+    #[arg(long)]
+    sync_interval_secs: Option<u64>,
     /// Log filter, e.g. `info` or `node=debug` (RUST_LOG wins when set).
     #[arg(long)]
     log: Option<String>,
@@ -141,8 +151,17 @@ fn run(args: RunArgs) -> anyhow::Result<()> {
     if args.http.is_some() {
         file.http = args.http;
     }
-    if args.p2p.is_some() {
-        file.p2p = args.p2p;
+    if !args.p2p.is_empty() {
+        file.p2p = Some(args.p2p);
+    }
+    if args.no_mdns {
+        file.mdns = Some(false);
+    }
+    if args.no_p2p {
+        file.replicate = Some(false);
+    }
+    if args.sync_interval_secs.is_some() {
+        file.sync_interval_secs = args.sync_interval_secs;
     }
     if !args.bootstrap.is_empty() {
         file.bootstrap = Some(args.bootstrap);

@@ -34,6 +34,25 @@ pub struct Metrics {
     pub check_seconds: Histogram,
     /// HTTP requests answered with a 4xx or 5xx.
     pub http_errors: Family<Reason, Counter>,
+    /// Gossip messages received.
+    pub gossip_in: Counter,
+    /// Gossip messages published by this node.
+    pub gossip_out: Counter,
+    /// Gossip messages and sync answers rejected, by reason.
+    pub p2p_rejected: Family<Reason, Counter>,
+    /// Sync rounds run.
+    pub sync_rounds: Counter,
+    /// Entries fetched by sync and stored.
+    pub sync_entries: Counter,
+    /// Connected peers.
+    pub peers: Gauge,
+    /// Peers banned for misbehaviour.
+    pub peers_banned: Counter,
+    /// Replication lag: the time from an entry's issued_at to its storing here, for entries that
+    /// arrive by gossip.
+    pub replication_lag_seconds: Histogram,
+    /// Subjects whose head differed from a peer's at the start of the last sync round.
+    pub sync_lag_subjects: Gauge,
 }
 
 impl Default for Metrics {
@@ -54,6 +73,52 @@ impl Metrics {
         let store_bytes = Gauge::default();
         let check_seconds = Histogram::new(exponential_buckets(0.000_01, 2.0, 20));
         let http_errors = Family::<Reason, Counter>::default();
+        let gossip_in = Counter::default();
+        let gossip_out = Counter::default();
+        let p2p_rejected = Family::<Reason, Counter>::default();
+        let sync_rounds = Counter::default();
+        let sync_entries = Counter::default();
+        let peers = Gauge::default();
+        let peers_banned = Counter::default();
+        let replication_lag_seconds = Histogram::new(exponential_buckets(0.001, 2.0, 20));
+        let sync_lag_subjects = Gauge::default();
+        registry.register(
+            "gossip_received",
+            "Gossip messages received",
+            gossip_in.clone(),
+        );
+        registry.register(
+            "gossip_published",
+            "Gossip messages published by this node",
+            gossip_out.clone(),
+        );
+        registry.register(
+            "p2p_rejected",
+            "Gossip messages and sync answers rejected, by reason",
+            p2p_rejected.clone(),
+        );
+        registry.register("sync_rounds", "Sync rounds run", sync_rounds.clone());
+        registry.register(
+            "sync_entries_fetched",
+            "Entries fetched by sync and stored",
+            sync_entries.clone(),
+        );
+        registry.register("peers", "Connected peers", peers.clone());
+        registry.register(
+            "peers_banned",
+            "Peers banned for misbehaviour",
+            peers_banned.clone(),
+        );
+        registry.register(
+            "replication_lag_seconds",
+            "Time from an entry's issued_at to its storing here, for entries received by gossip",
+            replication_lag_seconds.clone(),
+        );
+        registry.register(
+            "sync_lag_subjects",
+            "Subjects whose head differed from the peer's at the start of the last sync round",
+            sync_lag_subjects.clone(),
+        );
         registry.register(
             "entries_ingested",
             "Entries stored durably",
@@ -96,6 +161,15 @@ impl Metrics {
             store_bytes,
             check_seconds,
             http_errors,
+            gossip_in,
+            gossip_out,
+            p2p_rejected,
+            sync_rounds,
+            sync_entries,
+            peers,
+            peers_banned,
+            replication_lag_seconds,
+            sync_lag_subjects,
         }
     }
 
@@ -111,6 +185,15 @@ impl Metrics {
                 reason: reason.to_owned(),
             })
             .inc_by(n);
+    }
+
+    /// Counts one p2p rejection.
+    pub fn p2p_rejected(&self, reason: &str) {
+        self.p2p_rejected
+            .get_or_create(&Reason {
+                reason: reason.to_owned(),
+            })
+            .inc();
     }
 
     /// The Prometheus text exposition.

@@ -654,6 +654,48 @@ impl SledStore {
         })
     }
 
+    /// Subject records whose key starts with `prefix`, strictly after `after`, in key order.
+    pub fn subject_records_from<'a>(
+        &'a self,
+        prefix: &[u8],
+        after: Option<&PublicKey>,
+    ) -> impl Iterator<Item = Result<(PublicKey, SubjectRecord), StoreError>> + 'a {
+        let mut lo = vec![b'S'];
+        lo.extend_from_slice(prefix);
+        let mut hi = lo.clone();
+        // The first key past the prefix: increment the last byte that is not 0xff.
+        let upper = loop {
+            match hi.last_mut() {
+                Some(b) if *b < 0xff => {
+                    *b += 1;
+                    break Some(hi);
+                }
+                Some(_) => {
+                    hi.pop();
+                }
+                None => break None,
+            }
+        };
+        let start = match after {
+            Some(a) if a.as_bytes().starts_with(prefix) => {
+                let mut k = key_s(b'S', a).to_vec();
+                k.push(0); // strictly after
+                k
+            }
+            _ => lo,
+        };
+        let range = match upper {
+            Some(u) => self.tree.range(start..u),
+            None => self.tree.range(start..),
+        };
+        range.map(|r| {
+            let (k, v) = r?;
+            let subject = PublicKey::from_bytes(arr::<32>(&k, &k[1..])?);
+            let rec = postcard::from_bytes(&v).map_err(|e| corrupt(&k, e))?;
+            Ok((subject, rec))
+        })
+    }
+
     /// Checks every stored record: entries decode and verify, chains link, the log names exactly
     /// the stored entries, and the derived records match a fresh fold. Returns the entry count.
     ///

@@ -30,6 +30,7 @@ async fn exported() -> (Vec<ExportLine>, Verifier, proto::SecretKey) {
         node_key: key.public_key(),
         checkpoints,
         shutdown: shutdown.clone(),
+        net: None,
     });
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
         .await

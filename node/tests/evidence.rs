@@ -42,6 +42,7 @@ async fn decision_records_verify_offline_and_tampering_is_caught() {
         node_key: key.public_key(),
         checkpoints,
         shutdown: shutdown.clone(),
+        net: None,
     });
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
         .await

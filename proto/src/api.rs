@@ -282,6 +282,30 @@ pub struct NodeInfo {
     pub log_origin: String,
     /// The C2SP verifier key of this node's checkpoints (`name+id+key`).
     pub log_vkey: String,
+    /// The node's libp2p peer id (empty when p2p is off).
+    #[serde(default)]
+    pub peer_id: String,
+    /// The node's p2p listen addresses, with `/p2p/<peer id>`.
+    #[serde(default)]
+    pub p2p_addrs: Vec<String>,
+}
+
+/// `GET /v1/peers`: one connected peer.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct PeerInfo {
+    /// The peer's libp2p id.
+    pub peer_id: String,
+    /// Addresses of its connections.
+    pub addresses: Vec<String>,
+    /// Its agent (from identify), e.g. `consent-node/0.1.0`.
+    pub agent: Option<String>,
+    /// Seconds since the first connection.
+    pub connected_secs: u64,
+    /// Its gossipsub peer score, as this node sees it.
+    pub score: Option<f64>,
+    /// Invalid messages it has sent (10 get it banned).
+    pub strikes: u32,
 }
 
 /// `GET /v1/log/proof/inclusion`: an entry's inclusion in this node's log at `tree_size`.

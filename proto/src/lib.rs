@@ -16,6 +16,7 @@
 //! - [`note`]: C2SP signed notes and tlog checkpoints (Ed25519).
 //! - [`vocab`]: DPV purposes, legal bases, data categories; the TCF v2.2 mapping.
 //! - [`audit`]: replaying an export and reporting every anomaly.
+//! - [`sync`]: the replication wire format (gossip payloads, the sync protocol).
 //! - [`api`]: HTTP data-transfer types shared by node and client.
 //! - [`evidence`]: offline verification of decision records.
 //! - [`error`]: one error enum per concern.
@@ -73,6 +74,7 @@ pub mod merkle;
 pub mod note;
 pub mod sig;
 pub mod state;
+pub mod sync;
 pub mod vocab;
 
 pub use chain::{verify_chain, verify_entry, verify_link, ChainHead, ForkProof};

@@ -313,7 +313,8 @@ impl Reply {
 pub struct NodeOptions {
     /// Use this data directory instead of a fresh temporary one (the caller keeps it alive).
     pub data_dir: Option<PathBuf>,
-    /// Extra arguments after `run --data-dir DIR --http 127.0.0.1:0`.
+    /// Extra arguments after `run --data-dir DIR --http 127.0.0.1:0 --p2p /ip4/127.0.0.1/tcp/0
+    /// --no-mdns`.
     pub args: Vec<String>,
 }
 
@@ -416,6 +417,9 @@ impl TestNode {
             .arg("--data-dir")
             .arg(&self.data_dir)
             .args(["--http", "127.0.0.1:0"])
+            // Replication on a free loopback port, found only through explicit peers: tests
+            // running side by side never meet by mDNS.
+            .args(["--p2p", "/ip4/127.0.0.1/tcp/0", "--no-mdns"])
             .args(&self.args)
             .env("RUST_LOG", "info,node=debug")
             .env_remove("CONSENT_DATA_DIR")
@@ -671,6 +675,90 @@ impl TestNode {
     #[track_caller]
     pub fn info(&self) -> NodeInfo {
         self.get("/v1/node/info").expect_status(200).parse()
+    }
+
+    /// This node's first p2p listen address (with `/p2p/<peer id>`), waiting for it to bind.
+    #[track_caller]
+    pub fn p2p_addr(&self) -> String {
+        let deadline = Instant::now() + WAIT;
+        loop {
+            if let Some(a) = self.info().p2p_addrs.first() {
+                return a.clone();
+            }
+            assert!(
+                Instant::now() < deadline,
+                "the node reported no p2p address"
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    /// `GET /v1/peers`: the connected peers' ids.
+    #[track_caller]
+    pub fn peer_ids(&self) -> Vec<String> {
+        let v = self.get("/v1/peers").expect_status(200).json();
+        v.as_array()
+            .map(|a| {
+                a.iter()
+                    .filter_map(|p| p["peer_id"].as_str().map(str::to_owned))
+                    .collect()
+            })
+            .unwrap_or_default()
+    }
+
+    /// Asks this node to dial `other` (`POST /v1/peers`) and waits until they are connected.
+    #[track_caller]
+    pub fn connect(&self, other: &TestNode) {
+        let addr = other.p2p_addr();
+        self.post_json("/v1/peers", &serde_json::json!({ "addr": addr }))
+            .expect_status(202);
+        let id = other.info().peer_id;
+        wait_for(WAIT, "the peers to connect", || {
+            self.peer_ids().contains(&id)
+        });
+    }
+
+    /// Submits chains from `threads` threads (each chain in order, chains side by side); every
+    /// entry must be stored (201).
+    #[track_caller]
+    pub fn submit_parallel(&self, chains: &[Vec<Entry>], threads: usize) {
+        let next = std::sync::atomic::AtomicUsize::new(0);
+        std::thread::scope(|s| {
+            for _ in 0..threads.max(1) {
+                let client = self.client();
+                let next = &next;
+                s.spawn(move || loop {
+                    let i = next.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                    let Some(chain) = chains.get(i) else { break };
+                    for e in chain {
+                        let r = client
+                            .try_post_entry_json(e)
+                            .unwrap_or_else(|err| panic!("submitting failed: {err}"));
+                        assert_eq!(r.status, 201, "submitting seq {}: {}", e.seq(), r.body);
+                    }
+                });
+            }
+        });
+    }
+
+    /// Every entry hash in this node's ingest log (`GET /v1/log/entries`, all pages), in log
+    /// order.
+    #[track_caller]
+    pub fn log_hashes(&self) -> Vec<String> {
+        let mut out = Vec::new();
+        loop {
+            let r = self
+                .get(&format!("/v1/log/entries?start={}&limit=1000", out.len()))
+                .expect_status(200);
+            let before = out.len();
+            for line in r.body.lines().filter(|l| !l.trim().is_empty()) {
+                let v: Value = serde_json::from_str(line).expect("an NDJSON line");
+                out.push(v["hash"].as_str().expect("a hash").to_owned());
+            }
+            if out.len() == before {
+                return out;
+            }
+        }
     }
 
     /// The subject's whole chain, following pages of `GET /v1/subjects/{s}/entries`.
@@ -940,6 +1028,22 @@ impl EventStream {
                 panic!("the SSE stream ended while waiting for {what}")
             }
         }
+    }
+}
+
+/// Polls `ok` every 20 ms until it holds; panics with `what` after `within`.
+#[track_caller]
+pub fn wait_for(within: Duration, what: &str, mut ok: impl FnMut() -> bool) {
+    let deadline = Instant::now() + within;
+    loop {
+        if ok() {
+            return;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "timed out after {within:?} waiting for {what}"
+        );
+        std::thread::sleep(Duration::from_millis(20));
     }
 }
 

@@ -136,6 +136,12 @@ fn graceful_restart_keeps_every_entry_every_answer_and_the_node_key() {
     let mut after = observe(&node, &entries, &subjects, &brands);
     assert_eq!(after.info.pending, 0, "pending entries are not persisted");
     after.info.pending = before.info.pending;
+    assert_eq!(
+        after.info.peer_id, before.info.peer_id,
+        "the p2p identity is the node key"
+    );
+    // The p2p port is picked anew (port 0) on every start.
+    after.info.p2p_addrs.clone_from(&before.info.p2p_addrs);
     assert_eq!(after, before, "the restarted node serves a different state");
     node.get(&format!("/v1/entries/{}", pending.hash()))
         .expect_status(404);

@@ -97,6 +97,7 @@ impl Node {
             .arg("--data-dir")
             .arg(dir.path().join("data"))
             .args(["--http", "127.0.0.1:0"])
+            .args(["--p2p", "/ip4/127.0.0.1/tcp/0", "--no-mdns"])
             .env("RUST_LOG", "info")
             .env_remove("CONSENT_DATA_DIR")
             .stdin(Stdio::null())

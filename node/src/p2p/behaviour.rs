@@ -1,0 +1,131 @@
+//! The network behaviour: every protocol the node speaks, and their configuration.
+// The derive generates a public event enum without docs.
+#![allow(missing_docs)]
+
+use std::time::Duration;
+
+use libp2p::gossipsub::{self, IdentTopic, MessageId};
+use libp2p::request_response::{self, ProtocolSupport};
+use libp2p::swarm::behaviour::toggle::Toggle;
+use libp2p::swarm::NetworkBehaviour;
+use libp2p::{identify, kad, mdns, ping, StreamProtocol};
+use proto::sync::{MAX_GOSSIP, PROTOCOL, TOPIC_ENTRIES, TOPIC_FORKS};
+use sha2::Digest as _;
+
+use super::codec::SyncCodec;
+use super::REQUEST_TIMEOUT;
+
+/// The network behaviour: every protocol the node speaks.
+#[derive(NetworkBehaviour)]
+pub struct Behaviour {
+    /// New entries and fork proofs.
+    pub gossipsub: gossipsub::Behaviour,
+    /// The sync protocol.
+    pub sync: request_response::Behaviour<SyncCodec>,
+    /// Peer identification (agent, listen addresses).
+    pub identify: identify::Behaviour,
+    /// Liveness.
+    pub ping: ping::Behaviour,
+    /// Wider discovery.
+    pub kad: kad::Behaviour<kad::store::MemoryStore>,
+    /// LAN discovery (off by configuration or when multicast is unavailable).
+    pub mdns: Toggle<mdns::tokio::Behaviour>,
+}
+
+/// A gossip message id: the SHA-256 of its payload, so the same entry published by two nodes is
+/// one message.
+fn message_id(m: &gossipsub::Message) -> MessageId {
+    MessageId::from(sha2::Sha256::digest(&m.data).to_vec())
+}
+
+impl Behaviour {
+    /// Builds the behaviour. `validate` false skips gossip validation (for test peers that
+    /// misbehave on purpose).
+    ///
+    /// # Errors
+    /// When a protocol's configuration is refused.
+    pub fn new(
+        key: &libp2p::identity::Keypair,
+        mdns_on: bool,
+    ) -> Result<Self, Box<dyn std::error::Error + Send + Sync>> {
+        let peer_id = key.public().to_peer_id();
+        let gs_config = gossipsub::ConfigBuilder::default()
+            .heartbeat_interval(Duration::from_millis(700))
+            .validation_mode(gossipsub::ValidationMode::Anonymous)
+            .message_id_fn(message_id)
+            .max_transmit_size(MAX_GOSSIP + 1024)
+            .validate_messages()
+            .duplicate_cache_time(Duration::from_secs(120))
+            .build()
+            .map_err(|e| format!("gossipsub config: {e}"))?;
+        let mut gossipsub =
+            gossipsub::Behaviour::new(gossipsub::MessageAuthenticity::Anonymous, gs_config)
+                .map_err(|e| format!("gossipsub: {e}"))?;
+        let mut params = gossipsub::PeerScoreParams {
+            ip_colocation_factor_weight: 0.0,
+            ..Default::default()
+        };
+        for topic in [TOPIC_ENTRIES, TOPIC_FORKS] {
+            let tp = gossipsub::TopicScoreParams {
+                topic_weight: 1.0,
+                mesh_message_deliveries_weight: 0.0,
+                mesh_failure_penalty_weight: 0.0,
+                invalid_message_deliveries_weight: -20.0,
+                invalid_message_deliveries_decay: 0.9,
+                ..Default::default()
+            };
+            params.topics.insert(IdentTopic::new(topic).hash(), tp);
+        }
+        let thresholds = gossipsub::PeerScoreThresholds {
+            gossip_threshold: -10.0,
+            publish_threshold: -50.0,
+            graylist_threshold: -80.0,
+            accept_px_threshold: 10.0,
+            opportunistic_graft_threshold: 20.0,
+        };
+        gossipsub
+            .with_peer_score(params, thresholds)
+            .map_err(|e| format!("gossipsub peer score: {e}"))?;
+        for topic in [TOPIC_ENTRIES, TOPIC_FORKS] {
+            gossipsub
+                .subscribe(&IdentTopic::new(topic))
+                .map_err(|e| format!("subscribing to {topic}: {e}"))?;
+        }
+        let sync = request_response::Behaviour::with_codec(
+            SyncCodec,
+            [(StreamProtocol::new(PROTOCOL), ProtocolSupport::Full)],
+            request_response::Config::default()
+                .with_request_timeout(REQUEST_TIMEOUT)
+                .with_max_concurrent_streams(32),
+        );
+        let identify = identify::Behaviour::new(
+            identify::Config::new("/consent-ledger/1".into(), key.public())
+                .with_agent_version(format!("consent-node/{}", env!("CARGO_PKG_VERSION"))),
+        );
+        let mut kad = kad::Behaviour::with_config(
+            peer_id,
+            kad::store::MemoryStore::new(peer_id),
+            kad::Config::new(StreamProtocol::new("/consent-ledger/kad/1")),
+        );
+        kad.set_mode(Some(kad::Mode::Server));
+        let mdns = if mdns_on {
+            match mdns::tokio::Behaviour::new(mdns::Config::default(), peer_id) {
+                Ok(m) => Some(m),
+                Err(e) => {
+                    tracing::warn!(error = %e, "mDNS is unavailable; LAN discovery is off");
+                    None
+                }
+            }
+        } else {
+            None
+        };
+        Ok(Behaviour {
+            gossipsub,
+            sync,
+            identify,
+            ping: ping::Behaviour::default(),
+            kad,
+            mdns: Toggle::from(mdns),
+        })
+    }
+}

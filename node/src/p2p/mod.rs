@@ -1,0 +1,632 @@
+//! Replication over libp2p: one event loop owns the swarm and is driven by commands over a
+//! channel; the HTTP API and the syncer talk to it through a cloneable [`NetHandle`].
+//!
+//! The swarm speaks TCP + Noise + Yamux and QUIC, with identify, ping, Kademlia, mDNS (optional),
+//! gossipsub (new entries and fork proofs, validated before they are forwarded) and the sync
+//! request-response protocol (`proto::sync`). The libp2p identity is the node key.
+//!
+//! Misbehaviour: every invalid gossip message or sync answer is a strike against the peer that
+//! sent it (and gossipsub's peer score falls); at [`BAN_STRIKES`] the peer is disconnected and
+//! refused for [`BAN_TIME`].
+
+pub mod behaviour;
+pub mod codec;
+pub mod sync;
+
+pub use behaviour::{Behaviour, BehaviourEvent};
+
+use std::collections::{HashMap, HashSet};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use futures::StreamExt;
+use libp2p::gossipsub::{self, IdentTopic, MessageAcceptance, MessageId};
+use libp2p::request_response::{self, OutboundRequestId, ResponseChannel};
+use libp2p::swarm::SwarmEvent;
+use libp2p::{identify, mdns, noise, tcp, yamux, Multiaddr, PeerId};
+use proto::api::PeerInfo;
+use proto::sync::{Request, Response, TOPIC_ENTRIES, TOPIC_FORKS};
+use tokio::sync::{mpsc, oneshot, Semaphore};
+use tokio_util::sync::CancellationToken;
+
+use crate::ledger::Ledger;
+
+/// Strikes (invalid messages) after which a peer is banned.
+pub const BAN_STRIKES: u32 = 10;
+/// How long a banned peer is refused.
+pub const BAN_TIME: Duration = Duration::from_secs(600);
+/// Most gossip messages being validated at once; more are ignored (sync fetches them later).
+pub const MAX_VALIDATING: usize = 8192;
+/// Most inbound sync requests served at once; more are answered "busy".
+pub const MAX_SERVING: usize = 8;
+/// How long a sync request may take.
+pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(20);
+
+/// What the p2p layer is configured with.
+#[derive(Clone, Debug)]
+pub struct P2pConfig {
+    /// Listen multiaddrs (TCP and/or QUIC).
+    pub listen: Vec<Multiaddr>,
+    /// Peers to dial at start (and to seed Kademlia with, when they name their peer id).
+    pub bootstrap: Vec<Multiaddr>,
+    /// mDNS discovery on the LAN.
+    pub mdns: bool,
+    /// Time between background sync rounds with a random peer.
+    pub sync_interval: Duration,
+}
+
+/// Builds a swarm on TCP + Noise + Yamux and QUIC with the given identity.
+///
+/// # Errors
+/// When a transport or the behaviour cannot be built.
+pub fn build_swarm(
+    key: libp2p::identity::Keypair,
+    mdns_on: bool,
+) -> anyhow::Result<libp2p::Swarm<Behaviour>> {
+    Ok(libp2p::SwarmBuilder::with_existing_identity(key)
+        .with_tokio()
+        .with_tcp(
+            tcp::Config::default().nodelay(true),
+            noise::Config::new,
+            yamux::Config::default,
+        )?
+        .with_quic()
+        .with_behaviour(|key| Behaviour::new(key, mdns_on))
+        .map_err(|e| anyhow::anyhow!("building the p2p behaviour: {e}"))?
+        .with_swarm_config(|c| c.with_idle_connection_timeout(Duration::from_secs(120)))
+        .build())
+}
+
+/// The libp2p identity of a node key.
+///
+/// # Errors
+/// Never for a valid seed.
+pub fn keypair(key: &proto::SecretKey) -> anyhow::Result<libp2p::identity::Keypair> {
+    let mut seed = *key.seed();
+    let kp = libp2p::identity::Keypair::ed25519_from_bytes(&mut seed)?;
+    Ok(kp)
+}
+
+/// A command to the event loop.
+enum Command {
+    Publish {
+        topic: &'static str,
+        data: Vec<u8>,
+    },
+    Peers(oneshot::Sender<Vec<PeerInfo>>),
+    Dial {
+        addr: Multiaddr,
+        reply: oneshot::Sender<Result<(), String>>,
+    },
+    Request {
+        peer: PeerId,
+        req: Request,
+        reply: oneshot::Sender<Result<Response, String>>,
+    },
+    Respond {
+        channel: ResponseChannel<Response>,
+        resp: Response,
+    },
+    Validated {
+        id: MessageId,
+        source: PeerId,
+        acceptance: MessageAcceptance,
+        reason: Option<&'static str>,
+    },
+    Strike {
+        peer: PeerId,
+        reason: &'static str,
+    },
+}
+
+/// A cloneable handle to the event loop.
+#[derive(Clone)]
+pub struct NetHandle {
+    tx: mpsc::Sender<Command>,
+    peer_id: PeerId,
+    listen: Arc<Mutex<Vec<Multiaddr>>>,
+}
+
+impl NetHandle {
+    /// This node's peer id.
+    pub fn peer_id(&self) -> PeerId {
+        self.peer_id
+    }
+
+    /// The addresses the node listens on (with `/p2p/<peer id>`).
+    pub fn listen_addrs(&self) -> Vec<String> {
+        let l = match self.listen.lock() {
+            Ok(l) => l.clone(),
+            Err(p) => p.into_inner().clone(),
+        };
+        l.iter()
+            .map(|a| format!("{a}/p2p/{}", self.peer_id))
+            .collect()
+    }
+
+    /// Announces an entry this node stored (canonical bytes). Dropped when the loop is
+    /// overloaded: peers then fetch it by sync.
+    pub fn publish_entry(&self, data: Vec<u8>) {
+        let _ = self.tx.try_send(Command::Publish {
+            topic: TOPIC_ENTRIES,
+            data,
+        });
+    }
+
+    /// Announces a fork proof (canonical JSON).
+    pub fn publish_fork(&self, data: Vec<u8>) {
+        let _ = self.tx.try_send(Command::Publish {
+            topic: TOPIC_FORKS,
+            data,
+        });
+    }
+
+    /// The connected peers.
+    pub async fn peers(&self) -> Vec<PeerInfo> {
+        let (reply, rx) = oneshot::channel();
+        if self.tx.send(Command::Peers(reply)).await.is_err() {
+            return Vec::new();
+        }
+        rx.await.unwrap_or_default()
+    }
+
+    /// Dials a peer.
+    ///
+    /// # Errors
+    /// When the dial cannot start.
+    pub async fn dial(&self, addr: Multiaddr) -> Result<(), String> {
+        let (reply, rx) = oneshot::channel();
+        self.tx
+            .send(Command::Dial { addr, reply })
+            .await
+            .map_err(|_| "the p2p loop has stopped".to_owned())?;
+        rx.await
+            .map_err(|_| "the p2p loop has stopped".to_owned())?
+    }
+
+    /// Sends a sync request and waits for the answer.
+    ///
+    /// # Errors
+    /// Timeouts, dial failures, undecodable answers.
+    pub async fn request(&self, peer: PeerId, req: Request) -> Result<Response, String> {
+        let (reply, rx) = oneshot::channel();
+        self.tx
+            .send(Command::Request { peer, req, reply })
+            .await
+            .map_err(|_| "the p2p loop has stopped".to_owned())?;
+        rx.await
+            .map_err(|_| "the p2p loop has stopped".to_owned())?
+    }
+
+    /// Counts a strike against a peer that sent invalid data.
+    pub fn strike(&self, peer: PeerId, reason: &'static str) {
+        let _ = self.tx.try_send(Command::Strike { peer, reason });
+    }
+
+    fn respond(&self, channel: ResponseChannel<Response>, resp: Response) {
+        // Sent with await semantics from a task: never lose an answer silently.
+        let tx = self.tx.clone();
+        tokio::spawn(async move {
+            let _ = tx.send(Command::Respond { channel, resp }).await;
+        });
+    }
+}
+
+struct PeerState {
+    addrs: Vec<Multiaddr>,
+    agent: Option<String>,
+    since: Instant,
+    connections: u32,
+}
+
+/// The event loop's state.
+struct EventLoop {
+    swarm: libp2p::Swarm<Behaviour>,
+    rx: mpsc::Receiver<Command>,
+    handle: NetHandle,
+    ledger: Ledger,
+    peers: HashMap<PeerId, PeerState>,
+    requests: HashMap<OutboundRequestId, oneshot::Sender<Result<Response, String>>>,
+    strikes: HashMap<PeerId, u32>,
+    banned: HashMap<PeerId, Instant>,
+    validating: Arc<Semaphore>,
+    serving: Arc<Semaphore>,
+    sync_tx: mpsc::Sender<sync::Trigger>,
+    bootstrap: Vec<Multiaddr>,
+}
+
+/// Starts the p2p layer: binds the listen addresses, dials the bootstrap peers, and runs the
+/// event loop and the syncer until `shutdown`. Prints `consent-node p2p listening on ADDR` on
+/// stdout for every listen address.
+///
+/// # Errors
+/// When the swarm cannot be built or an address cannot be listened on.
+pub fn start(
+    config: &P2pConfig,
+    key: &proto::SecretKey,
+    ledger: Ledger,
+    shutdown: CancellationToken,
+) -> anyhow::Result<(NetHandle, tokio::task::JoinHandle<()>)> {
+    use anyhow::Context;
+    let kp = keypair(key)?;
+    let mut swarm = build_swarm(kp, config.mdns)?;
+    for addr in &config.listen {
+        swarm
+            .listen_on(addr.clone())
+            .with_context(|| format!("listening on {addr}"))?;
+    }
+    let peer_id = *swarm.local_peer_id();
+    let (tx, rx) = mpsc::channel(16_384);
+    let handle = NetHandle {
+        tx,
+        peer_id,
+        listen: Arc::new(Mutex::new(Vec::new())),
+    };
+    let (sync_tx, sync_rx) = mpsc::channel(1024);
+    let syncer = sync::Syncer::new(handle.clone(), ledger.clone());
+    tokio::spawn(syncer.run(sync_rx, config.sync_interval, shutdown.clone()));
+    let mut el = EventLoop {
+        swarm,
+        rx,
+        handle: handle.clone(),
+        ledger,
+        peers: HashMap::new(),
+        requests: HashMap::new(),
+        strikes: HashMap::new(),
+        banned: HashMap::new(),
+        validating: Arc::new(Semaphore::new(MAX_VALIDATING)),
+        serving: Arc::new(Semaphore::new(MAX_SERVING)),
+        sync_tx,
+        bootstrap: config.bootstrap.clone(),
+    };
+    el.dial_bootstrap();
+    let task = tokio::spawn(async move { el.run(shutdown).await });
+    Ok((handle, task))
+}
+
+impl EventLoop {
+    fn dial_bootstrap(&mut self) {
+        for addr in self.bootstrap.clone() {
+            if let Some(libp2p::multiaddr::Protocol::P2p(peer)) = addr.iter().last() {
+                self.swarm
+                    .behaviour_mut()
+                    .kad
+                    .add_address(&peer, addr.clone());
+            }
+            if let Err(e) = self.swarm.dial(addr.clone()) {
+                tracing::warn!(%addr, error = %e, "cannot dial bootstrap peer");
+            }
+        }
+    }
+
+    async fn run(mut self, shutdown: CancellationToken) {
+        let mut redial = tokio::time::interval(Duration::from_secs(10));
+        redial.tick().await;
+        let mut kad_bootstrap = tokio::time::interval(Duration::from_secs(60));
+        loop {
+            tokio::select! {
+                biased;
+                () = shutdown.cancelled() => break,
+                Some(cmd) = self.rx.recv() => self.command(cmd),
+                ev = self.swarm.select_next_some() => self.event(ev),
+                _ = redial.tick() => {
+                    // Keep trying the bootstrap peers while none is connected.
+                    if self.peers.is_empty() && !self.bootstrap.is_empty() {
+                        self.dial_bootstrap();
+                    }
+                }
+                _ = kad_bootstrap.tick() => {
+                    if !self.peers.is_empty() {
+                        let _ = self.swarm.behaviour_mut().kad.bootstrap();
+                    }
+                }
+            }
+        }
+        tracing::info!("p2p event loop stopped");
+    }
+
+    fn command(&mut self, cmd: Command) {
+        match cmd {
+            Command::Publish { topic, data } => {
+                match self
+                    .swarm
+                    .behaviour_mut()
+                    .gossipsub
+                    .publish(IdentTopic::new(topic), data)
+                {
+                    Ok(_) => {
+                        self.ledger.metrics().gossip_out.inc();
+                    }
+                    Err(e) => {
+                        tracing::debug!(error = %e, topic, "not published (sync covers it)");
+                    }
+                }
+            }
+            Command::Peers(reply) => {
+                let gs = &self.swarm.behaviour().gossipsub;
+                let mut v: Vec<PeerInfo> = self
+                    .peers
+                    .iter()
+                    .map(|(id, p)| PeerInfo {
+                        peer_id: id.to_string(),
+                        addresses: p.addrs.iter().map(ToString::to_string).collect(),
+                        agent: p.agent.clone(),
+                        connected_secs: p.since.elapsed().as_secs(),
+                        score: gs.peer_score(id),
+                        strikes: self.strikes.get(id).copied().unwrap_or(0),
+                    })
+                    .collect();
+                v.sort_by(|a, b| a.peer_id.cmp(&b.peer_id));
+                let _ = reply.send(v);
+            }
+            Command::Dial { addr, reply } => {
+                let r = self.swarm.dial(addr).map_err(|e| e.to_string());
+                let _ = reply.send(r);
+            }
+            Command::Request { peer, req, reply } => {
+                let id = self.swarm.behaviour_mut().sync.send_request(&peer, req);
+                self.requests.insert(id, reply);
+            }
+            Command::Respond { channel, resp } => {
+                let _ = self.swarm.behaviour_mut().sync.send_response(channel, resp);
+            }
+            Command::Validated {
+                id,
+                source,
+                acceptance,
+                reason,
+            } => {
+                let _ = self
+                    .swarm
+                    .behaviour_mut()
+                    .gossipsub
+                    .report_message_validation_result(&id, &source, acceptance);
+                if let Some(reason) = reason {
+                    self.strike(source, reason);
+                }
+            }
+            Command::Strike { peer, reason } => self.strike(peer, reason),
+        }
+    }
+
+    fn strike(&mut self, peer: PeerId, reason: &'static str) {
+        self.ledger.metrics().p2p_rejected(reason);
+        let n = self.strikes.entry(peer).or_insert(0);
+        *n += 1;
+        tracing::debug!(%peer, reason, strikes = *n, "peer sent invalid data");
+        if *n >= BAN_STRIKES && !self.banned.contains_key(&peer) {
+            tracing::warn!(%peer, strikes = *n, reason, "banning peer for sending invalid data");
+            self.banned.insert(peer, Instant::now());
+            self.ledger.metrics().peers_banned.inc();
+            self.swarm.behaviour_mut().gossipsub.blacklist_peer(&peer);
+            let _ = self.swarm.disconnect_peer_id(peer);
+        }
+    }
+
+    fn is_banned(&mut self, peer: &PeerId) -> bool {
+        match self.banned.get(peer) {
+            Some(t) if t.elapsed() < BAN_TIME => true,
+            Some(_) => {
+                self.banned.remove(peer);
+                self.strikes.remove(peer);
+                self.swarm
+                    .behaviour_mut()
+                    .gossipsub
+                    .remove_blacklisted_peer(peer);
+                false
+            }
+            None => false,
+        }
+    }
+
+    fn event(&mut self, ev: SwarmEvent<BehaviourEvent>) {
+        match ev {
+            SwarmEvent::NewListenAddr { address, .. } => {
+                println!(
+                    "consent-node p2p listening on {address}/p2p/{}",
+                    self.handle.peer_id
+                );
+                tracing::info!(%address, "p2p listening");
+                match self.handle.listen.lock() {
+                    Ok(mut l) => l.push(address),
+                    Err(p) => p.into_inner().push(address),
+                }
+            }
+            SwarmEvent::ConnectionEstablished {
+                peer_id, endpoint, ..
+            } => {
+                if self.is_banned(&peer_id) {
+                    let _ = self.swarm.disconnect_peer_id(peer_id);
+                    return;
+                }
+                let addr = endpoint.get_remote_address().clone();
+                let p = self.peers.entry(peer_id).or_insert_with(|| PeerState {
+                    addrs: Vec::new(),
+                    agent: None,
+                    since: Instant::now(),
+                    connections: 0,
+                });
+                p.connections += 1;
+                if !p.addrs.contains(&addr) {
+                    p.addrs.push(addr);
+                }
+                let first = p.connections == 1;
+                self.ledger.metrics().peers.set(self.peers.len() as i64);
+                if first {
+                    tracing::info!(peer = %peer_id, "peer connected");
+                    let _ = self.sync_tx.try_send(sync::Trigger::Peer(peer_id));
+                }
+            }
+            SwarmEvent::ConnectionClosed {
+                peer_id,
+                num_established,
+                ..
+            } => {
+                if num_established == 0 && self.peers.remove(&peer_id).is_some() {
+                    tracing::info!(peer = %peer_id, "peer disconnected");
+                }
+                self.ledger.metrics().peers.set(self.peers.len() as i64);
+            }
+            SwarmEvent::Behaviour(BehaviourEvent::Gossipsub(gossipsub::Event::Message {
+                propagation_source,
+                message_id,
+                message,
+            })) => self.gossip(propagation_source, message_id, message),
+            SwarmEvent::Behaviour(BehaviourEvent::Sync(ev)) => self.sync_event(ev),
+            SwarmEvent::Behaviour(BehaviourEvent::Identify(identify::Event::Received {
+                peer_id,
+                info,
+                ..
+            })) => {
+                for a in &info.listen_addrs {
+                    self.swarm
+                        .behaviour_mut()
+                        .kad
+                        .add_address(&peer_id, a.clone());
+                }
+                if let Some(p) = self.peers.get_mut(&peer_id) {
+                    p.agent = Some(info.agent_version);
+                }
+            }
+            SwarmEvent::Behaviour(BehaviourEvent::Mdns(mdns::Event::Discovered(found))) => {
+                let mut seen = HashSet::new();
+                for (peer, addr) in found {
+                    self.swarm
+                        .behaviour_mut()
+                        .kad
+                        .add_address(&peer, addr.clone());
+                    if !self.peers.contains_key(&peer)
+                        && seen.insert(peer)
+                        && !self.is_banned(&peer)
+                    {
+                        let _ = self.swarm.dial(addr);
+                    }
+                }
+            }
+            SwarmEvent::OutgoingConnectionError { peer_id, error, .. } => {
+                tracing::debug!(peer = ?peer_id, error = %error, "dial failed");
+            }
+            _ => {}
+        }
+    }
+
+    fn gossip(&mut self, source: PeerId, id: MessageId, message: gossipsub::Message) {
+        let metrics = self.ledger.metrics();
+        metrics.gossip_in.inc();
+        let Ok(permit) = self.validating.clone().try_acquire_owned() else {
+            // Overloaded: neither forward nor punish; sync fetches what is missed.
+            let _ = self
+                .swarm
+                .behaviour_mut()
+                .gossipsub
+                .report_message_validation_result(&id, &source, MessageAcceptance::Ignore);
+            return;
+        };
+        let topic = if message.topic == IdentTopic::new(TOPIC_ENTRIES).hash() {
+            TOPIC_ENTRIES
+        } else if message.topic == IdentTopic::new(TOPIC_FORKS).hash() {
+            TOPIC_FORKS
+        } else {
+            let _ = self
+                .swarm
+                .behaviour_mut()
+                .gossipsub
+                .report_message_validation_result(&id, &source, MessageAcceptance::Reject);
+            self.strike(source, "unknown_topic");
+            return;
+        };
+        let ledger = self.ledger.clone();
+        let handle = self.handle.clone();
+        let sync_tx = self.sync_tx.clone();
+        tokio::spawn(async move {
+            let v = sync::validate_gossip(&ledger, topic, &message.data).await;
+            drop(permit);
+            if let Some((subject, from_seq)) = v.gap {
+                let _ = sync_tx.try_send(sync::Trigger::Gap {
+                    peer: source,
+                    subject,
+                    from_seq,
+                });
+            }
+            if let Some(proof) = v.fork {
+                handle.publish_fork(proof);
+            }
+            let _ = handle
+                .tx
+                .send(Command::Validated {
+                    id,
+                    source,
+                    acceptance: v.acceptance,
+                    reason: v.reason,
+                })
+                .await;
+        });
+    }
+
+    fn sync_event(&mut self, ev: request_response::Event<Request, Response>) {
+        match ev {
+            request_response::Event::Message { peer, message, .. } => match message {
+                request_response::Message::Request {
+                    request, channel, ..
+                } => {
+                    if self.is_banned(&peer) {
+                        return;
+                    }
+                    let Ok(permit) = self.serving.clone().try_acquire_owned() else {
+                        let _ = self.swarm.behaviour_mut().sync.send_response(
+                            channel,
+                            Response::Error {
+                                code: 2,
+                                message: "busy".into(),
+                            },
+                        );
+                        return;
+                    };
+                    let ledger = self.ledger.clone();
+                    let handle = self.handle.clone();
+                    tokio::spawn(async move {
+                        let resp =
+                            tokio::task::spawn_blocking(move || sync::serve(&ledger, request))
+                                .await
+                                .unwrap_or_else(|e| Response::Error {
+                                    code: 3,
+                                    message: e.to_string(),
+                                });
+                        drop(permit);
+                        handle.respond(channel, resp);
+                    });
+                }
+                request_response::Message::Response {
+                    request_id,
+                    response,
+                } => {
+                    if let Some(reply) = self.requests.remove(&request_id) {
+                        let _ = reply.send(Ok(response));
+                    }
+                }
+            },
+            request_response::Event::OutboundFailure {
+                peer,
+                request_id,
+                error,
+                ..
+            } => {
+                if let Some(reply) = self.requests.remove(&request_id) {
+                    let _ = reply.send(Err(error.to_string()));
+                }
+                if matches!(error, request_response::OutboundFailure::Io(ref e) if e.kind() == std::io::ErrorKind::InvalidData)
+                {
+                    self.strike(peer, "sync_garbage");
+                }
+            }
+            request_response::Event::InboundFailure { peer, error, .. } => {
+                tracing::debug!(%peer, error = %error, "inbound sync request failed");
+                if matches!(error, request_response::InboundFailure::Io(ref e) if e.kind() == std::io::ErrorKind::InvalidData)
+                {
+                    self.strike(peer, "sync_garbage");
+                }
+            }
+            request_response::Event::ResponseSent { .. } => {}
+        }
+    }
+}

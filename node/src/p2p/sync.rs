@@ -1,0 +1,495 @@
+//! Sync: what gossip misses (a node that was offline, a gap behind a pending entry, a new node).
+//!
+//! A round with a peer compares the head digests top-down (`proto::sync`): the 256 first-byte
+//! summaries, then the leaves of differing large buckets, then the heads of differing small ones;
+//! it then fetches the entries this node lacks in bounded batches and hands them to the ledger,
+//! which verifies each before storing. A head at the same seq with another hash, or a peer that
+//! holds a fork proof this node lacks, brings the peer's entry or proof over, so forks spread.
+//!
+//! This module also validates gossip messages and serves the peers' sync requests.
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use libp2p::gossipsub::MessageAcceptance;
+use libp2p::PeerId;
+use proto::api::SubmitStatus;
+use proto::chain::ForkProof;
+use proto::entry::Entry;
+use proto::keys::PublicKey;
+use proto::sync::{
+    Head, Request, Response, Want, FANOUT, MAX_ENTRIES, MAX_HEADS, MAX_MESSAGE, MAX_WANTS,
+    TOPIC_ENTRIES,
+};
+use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
+
+use super::NetHandle;
+use crate::ledger::{IngestError, Ledger};
+
+/// Why the syncer should run a round.
+#[derive(Debug)]
+pub enum Trigger {
+    /// A full round with a peer (on connect).
+    Peer(PeerId),
+    /// One subject's entries from a seq on, from the peer that gossiped a later one.
+    Gap {
+        /// The peer.
+        peer: PeerId,
+        /// The subject.
+        subject: PublicKey,
+        /// First seq wanted.
+        from_seq: u64,
+    },
+}
+
+/// What a round did.
+#[derive(Debug, Default)]
+pub struct RoundStats {
+    /// Subjects whose heads differed.
+    pub differing: u64,
+    /// Entries fetched and stored.
+    pub stored: u64,
+    /// Requests sent.
+    pub requests: u64,
+}
+
+/// Runs sync rounds, one at a time.
+pub struct Syncer {
+    net: NetHandle,
+    ledger: Ledger,
+}
+
+impl Syncer {
+    /// A syncer over the event loop's handle.
+    pub fn new(net: NetHandle, ledger: Ledger) -> Self {
+        Syncer { net, ledger }
+    }
+
+    /// Runs until `shutdown`: a round on every trigger, and one with a random peer every
+    /// `interval`.
+    pub async fn run(
+        self,
+        mut rx: mpsc::Receiver<Trigger>,
+        interval: Duration,
+        shutdown: CancellationToken,
+    ) {
+        let mut tick = tokio::time::interval(interval);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let mut turn = 0usize;
+        loop {
+            let trigger = tokio::select! {
+                biased;
+                () = shutdown.cancelled() => return,
+                t = rx.recv() => match t { Some(t) => t, None => return },
+                _ = tick.tick() => {
+                    let peers = self.net.peers().await;
+                    if peers.is_empty() {
+                        continue;
+                    }
+                    turn = turn.wrapping_add(1);
+                    let p = &peers[turn % peers.len()];
+                    match p.peer_id.parse() {
+                        Ok(id) => Trigger::Peer(id),
+                        Err(_) => continue,
+                    }
+                }
+            };
+            match trigger {
+                Trigger::Peer(peer) => {
+                    let started = std::time::Instant::now();
+                    match self.round(peer).await {
+                        Ok(s) => {
+                            self.ledger.metrics().sync_rounds.inc();
+                            let level = if s.stored > 0 {
+                                tracing::Level::INFO
+                            } else {
+                                tracing::Level::DEBUG
+                            };
+                            if level == tracing::Level::INFO {
+                                tracing::info!(%peer, differing = s.differing, stored = s.stored, requests = s.requests, ms = started.elapsed().as_millis() as u64, "sync round");
+                            } else {
+                                tracing::debug!(%peer, differing = s.differing, requests = s.requests, "sync round: in step");
+                            }
+                        }
+                        Err(e) => tracing::debug!(%peer, error = %e, "sync round failed"),
+                    }
+                }
+                Trigger::Gap {
+                    peer,
+                    subject,
+                    from_seq,
+                } => {
+                    let mut want = BTreeMap::new();
+                    want.insert(subject, (from_seq, u64::MAX));
+                    let mut stats = RoundStats::default();
+                    if let Err(e) = self.fetch(peer, want, &mut stats).await {
+                        tracing::debug!(%peer, error = %e, "gap fetch failed");
+                    }
+                }
+            }
+        }
+    }
+
+    async fn ask(
+        &self,
+        peer: PeerId,
+        req: Request,
+        stats: &mut RoundStats,
+    ) -> Result<Response, String> {
+        stats.requests += 1;
+        match self.net.request(peer, req).await? {
+            Response::Error { code, message } => Err(format!("peer refused ({code}): {message}")),
+            r => Ok(r),
+        }
+    }
+
+    /// One full round with `peer`.
+    ///
+    /// # Errors
+    /// When a request fails or the peer answers out of protocol.
+    pub async fn round(&self, peer: PeerId) -> Result<RoundStats, String> {
+        let mut stats = RoundStats::default();
+        let theirs = match self
+            .ask(peer, Request::Digest { prefix: vec![] }, &mut stats)
+            .await?
+        {
+            Response::Digest(b) => b,
+            _ => return Err(self.bad(peer, "unexpected answer to digest")),
+        };
+        let mine = self.ledger.digest_children(&[]);
+        if mine == theirs {
+            self.ledger.metrics().sync_lag_subjects.set(0);
+            return Ok(stats);
+        }
+        let total: u64 = theirs.iter().map(|b| u64::from(b.count)).sum();
+        let mut lists: Vec<Vec<u8>> = Vec::new();
+        if total <= u64::from(MAX_HEADS) {
+            lists.push(vec![]);
+        } else {
+            for i in 0..FANOUT {
+                if mine[i] == theirs[i] {
+                    continue;
+                }
+                let b = i as u8;
+                if theirs[i].count <= u32::from(MAX_HEADS) {
+                    lists.push(vec![b]);
+                    continue;
+                }
+                let leaves = match self
+                    .ask(peer, Request::Digest { prefix: vec![b] }, &mut stats)
+                    .await?
+                {
+                    Response::Digest(l) => l,
+                    _ => return Err(self.bad(peer, "unexpected answer to digest")),
+                };
+                let my_leaves = self.ledger.digest_children(&[b]);
+                for (j, (m, t)) in my_leaves.iter().zip(&leaves).enumerate() {
+                    if m != t && t.count > 0 {
+                        lists.push(vec![b, j as u8]);
+                    }
+                }
+            }
+        }
+        // Their heads under every differing prefix, compared with ours.
+        let mut wants: BTreeMap<PublicKey, (u64, u64)> = BTreeMap::new();
+        let mut suspects: Vec<Head> = Vec::new();
+        let mut forks: Vec<PublicKey> = Vec::new();
+        for prefix in lists {
+            let mut after = None;
+            loop {
+                let req = Request::Heads {
+                    prefix: prefix.clone(),
+                    after,
+                    limit: MAX_HEADS,
+                };
+                let (heads, more) = match self.ask(peer, req, &mut stats).await? {
+                    Response::Heads { heads, more } => (heads, more),
+                    _ => return Err(self.bad(peer, "unexpected answer to heads")),
+                };
+                for h in &heads {
+                    if !h.subject.as_bytes().starts_with(&prefix) {
+                        return Err(self.bad(peer, "head outside the asked prefix"));
+                    }
+                    self.compare(h, &mut wants, &mut suspects, &mut forks)
+                        .map_err(|e| e.to_string())?;
+                }
+                match heads.last() {
+                    Some(last) if more => after = Some(last.subject),
+                    _ => break,
+                }
+            }
+        }
+        stats.differing = (wants.len() + suspects.len() + forks.len()) as u64;
+        self.ledger
+            .metrics()
+            .sync_lag_subjects
+            .set(stats.differing as i64);
+        self.fetch(peer, wants, &mut stats).await?;
+        for h in suspects {
+            // Same position, another entry: bring the peer's over (a fork, if it is valid).
+            let req = Request::Entries {
+                wants: vec![Want {
+                    subject: h.subject,
+                    from_seq: h.seq,
+                }],
+                limit: 1,
+            };
+            if let Response::Entries(e) = self.ask(peer, req, &mut stats).await? {
+                self.ingest(peer, e, &mut stats).await;
+            }
+        }
+        for subject in forks {
+            match self
+                .ask(peer, Request::Fork { subject }, &mut stats)
+                .await?
+            {
+                Response::Fork(Some(bytes)) => match ForkProof::from_bytes(&bytes) {
+                    Ok(p) if p.subject() == subject => {
+                        let r = self.ledger.submit_many(vec![p.a, p.b]).await;
+                        tracing::info!(%peer, %subject, results = ?r.iter().map(|r| r.as_ref().map(|o| o.status).map_err(|_| ())).collect::<Vec<_>>(), "fork proof fetched");
+                    }
+                    _ => self.net.strike(peer, "bad_fork_proof"),
+                },
+                Response::Fork(None) => {}
+                _ => return Err(self.bad(peer, "unexpected answer to fork")),
+            }
+        }
+        Ok(stats)
+    }
+
+    fn bad(&self, peer: PeerId, what: &str) -> String {
+        self.net.strike(peer, "sync_protocol");
+        what.to_owned()
+    }
+
+    fn compare(
+        &self,
+        h: &Head,
+        wants: &mut BTreeMap<PublicKey, (u64, u64)>,
+        suspects: &mut Vec<Head>,
+        forks: &mut Vec<PublicKey>,
+    ) -> Result<(), crate::store::StoreError> {
+        use crate::store::Store;
+        let store = self.ledger.store();
+        match store.subject(&h.subject)? {
+            None => {
+                wants.insert(h.subject, (1, h.seq));
+            }
+            Some(r) => {
+                if r.head.seq < h.seq {
+                    wants.insert(h.subject, (r.head.seq + 1, h.seq));
+                } else if store.entry(&h.subject, h.seq)?.map(|e| e.hash()) != Some(h.hash) {
+                    suspects.push(*h);
+                }
+                if h.forked && !r.forked {
+                    forks.push(h.subject);
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Fetches the wanted ranges in bounded batches until done or no progress is made.
+    async fn fetch(
+        &self,
+        peer: PeerId,
+        mut wants: BTreeMap<PublicKey, (u64, u64)>,
+        stats: &mut RoundStats,
+    ) -> Result<(), String> {
+        use crate::store::Store;
+        while !wants.is_empty() {
+            let batch: Vec<Want> = wants
+                .iter()
+                .take(usize::from(MAX_WANTS))
+                .map(|(s, (from, _))| Want {
+                    subject: *s,
+                    from_seq: *from,
+                })
+                .collect();
+            let req = Request::Entries {
+                wants: batch.clone(),
+                limit: MAX_ENTRIES,
+            };
+            let entries = match self.ask(peer, req, stats).await? {
+                Response::Entries(e) => e,
+                _ => return Err(self.bad(peer, "unexpected answer to entries")),
+            };
+            if entries.is_empty() {
+                break;
+            }
+            // A full answer stopped at its limit: wants it did not reach are asked again.
+            let bytes: usize = entries.iter().map(|e| e.len() + 2).sum();
+            let full = entries.len() >= usize::from(MAX_ENTRIES) || bytes + 8192 > MAX_MESSAGE;
+            self.ingest(peer, entries, stats).await;
+            // What is still missing: subjects of this batch whose head has not reached the
+            // peer's. After an answer that was not full, those that made no progress are
+            // dropped (the peer has no more for them, or sent entries that do not link).
+            let mut progressed = false;
+            for w in batch {
+                let Some((from, target)) = wants.remove(&w.subject) else {
+                    continue;
+                };
+                let head = self
+                    .ledger
+                    .store()
+                    .subject(&w.subject)
+                    .map_err(|e| e.to_string())?
+                    .map_or(0, |r| r.head.seq);
+                if head + 1 > from {
+                    progressed = true;
+                    if head < target {
+                        wants.insert(w.subject, (head + 1, target));
+                    }
+                } else if full {
+                    wants.insert(w.subject, (from, target));
+                }
+            }
+            if !progressed {
+                break;
+            }
+        }
+        Ok(())
+    }
+
+    /// Decodes and submits fetched entries; invalid ones are strikes against the peer.
+    async fn ingest(&self, peer: PeerId, raw: Vec<Vec<u8>>, stats: &mut RoundStats) {
+        let mut entries = Vec::with_capacity(raw.len());
+        for b in raw {
+            match Entry::from_bytes(&b) {
+                Ok(e) => entries.push(e),
+                Err(_) => self.net.strike(peer, "sync_malformed"),
+            }
+        }
+        for r in self.ledger.submit_many(entries).await {
+            match r {
+                Ok(o) if o.status == SubmitStatus::Stored => {
+                    stats.stored += 1;
+                    self.ledger.metrics().sync_entries.inc();
+                }
+                Ok(_) | Err(IngestError::Fork(_)) => {}
+                Err(IngestError::Invalid(_)) => self.net.strike(peer, "sync_invalid_entry"),
+                Err(_) => {}
+            }
+        }
+    }
+}
+
+/// The verdict on one gossip message.
+pub struct GossipVerdict {
+    /// Forward, drop, or drop and penalise.
+    pub acceptance: MessageAcceptance,
+    /// The strike reason for a rejection.
+    pub reason: Option<&'static str>,
+    /// A gap to fetch (subject, first missing seq).
+    pub gap: Option<(PublicKey, u64)>,
+    /// A fork proof to announce.
+    pub fork: Option<Vec<u8>>,
+}
+
+/// Decodes and submits a gossip message; the answer says whether to forward it.
+pub async fn validate_gossip(ledger: &Ledger, topic: &str, data: &[u8]) -> GossipVerdict {
+    let verdict = |acceptance, reason| GossipVerdict {
+        acceptance,
+        reason,
+        gap: None,
+        fork: None,
+    };
+    if topic == TOPIC_ENTRIES {
+        let entry = match Entry::from_bytes(data) {
+            Ok(e) => e,
+            Err(_) => return verdict(MessageAcceptance::Reject, Some("gossip_malformed")),
+        };
+        let subject = entry.subject();
+        let issued_at = entry.content.issued_at;
+        match ledger.submit(entry).await {
+            Ok(o) => match o.status {
+                SubmitStatus::Stored => {
+                    let lag = ledger.clock().now_ms().saturating_sub(issued_at);
+                    ledger
+                        .metrics()
+                        .replication_lag_seconds
+                        .observe(lag as f64 / 1000.0);
+                    verdict(MessageAcceptance::Accept, None)
+                }
+                SubmitStatus::Duplicate => verdict(MessageAcceptance::Accept, None),
+                SubmitStatus::Pending => {
+                    use crate::store::Store;
+                    let head = ledger
+                        .store()
+                        .subject(&subject)
+                        .ok()
+                        .flatten()
+                        .map_or(0, |r| r.head.seq);
+                    GossipVerdict {
+                        gap: Some((subject, head + 1)),
+                        ..verdict(MessageAcceptance::Ignore, None)
+                    }
+                }
+            },
+            Err(IngestError::Invalid(_)) => {
+                verdict(MessageAcceptance::Reject, Some("gossip_invalid_entry"))
+            }
+            Err(IngestError::Fork(p)) => GossipVerdict {
+                fork: Some(p.to_bytes()),
+                ..verdict(MessageAcceptance::Accept, None)
+            },
+            Err(_) => verdict(MessageAcceptance::Ignore, None),
+        }
+    } else {
+        let proof = match ForkProof::from_bytes(data) {
+            Ok(p) => p,
+            Err(_) => return verdict(MessageAcceptance::Reject, Some("gossip_bad_fork_proof")),
+        };
+        let _ = ledger.submit_many(vec![proof.a, proof.b]).await;
+        verdict(MessageAcceptance::Accept, None)
+    }
+}
+
+/// Answers one sync request from the store (blocking reads).
+pub fn serve(ledger: &Ledger, req: Request) -> Response {
+    use crate::store::Store;
+    let internal = |e: crate::store::StoreError| Response::Error {
+        code: 3,
+        message: e.to_string(),
+    };
+    match req {
+        Request::Digest { prefix } => Response::Digest(ledger.digest_children(&prefix)),
+        Request::Heads {
+            prefix,
+            after,
+            limit,
+        } => match ledger.heads(&prefix, after.as_ref(), usize::from(limit)) {
+            Ok((heads, more)) => Response::Heads { heads, more },
+            Err(e) => internal(e),
+        },
+        Request::Entries { wants, limit } => {
+            let mut out = Vec::new();
+            let mut bytes = 16usize;
+            let limit = usize::from(limit);
+            'wants: for w in wants {
+                let left = limit - out.len();
+                let chain = match ledger.store().chain(&w.subject, w.from_seq, left) {
+                    Ok(c) => c,
+                    Err(e) => return internal(e),
+                };
+                for e in chain {
+                    let b = e.to_bytes();
+                    bytes += b.len() + 2;
+                    if bytes > MAX_MESSAGE {
+                        break 'wants;
+                    }
+                    out.push(b);
+                }
+                if out.len() >= limit {
+                    break;
+                }
+            }
+            Response::Entries(out)
+        }
+        Request::Fork { subject } => match ledger.store().fork(&subject) {
+            Ok(p) => Response::Fork(p.map(|p| p.to_bytes())),
+            Err(e) => internal(e),
+        },
+    }
+}

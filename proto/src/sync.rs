@@ -1,0 +1,600 @@
+//! The replication wire format: gossip payloads and the sync protocol's messages
+//! (`/consent-ledger/sync/1`), with their strict, bounded encoding.
+//!
+//! Nodes reconcile their ledgers by comparing a digest of per-subject heads. Each subject's head
+//! is summarised as an item hash ([`head_item`]); items fall in 65,536 buckets by the first two
+//! bytes of the subject key, and a bucket's fingerprint is the XOR of its item hashes with the
+//! item count. A node asks for the 256 child summaries of a prefix ([`Request::Digest`]), descends
+//! only into buckets whose summaries differ, lists the heads of small differing buckets
+//! ([`Request::Heads`]), and fetches the entries it lacks in bounded batches
+//! ([`Request::Entries`]). docs/PROTOCOL.md specifies every byte.
+//!
+//! Every message is bounded: [`MAX_MESSAGE`] bytes on the wire, and each list by its own limit.
+//! The decoder rejects unknown tags, out-of-range counts, truncation and trailing bytes.
+
+use sha2::{Digest as _, Sha256};
+
+use crate::keys::{Hash, PublicKey};
+
+/// The sync protocol's name.
+pub const PROTOCOL: &str = "/consent-ledger/sync/1";
+/// The gossip topic of all new entries (payload: one canonical entry).
+pub const TOPIC_ENTRIES: &str = "consent-ledger/entries/1";
+/// The gossip topic of fork proofs (payload: a fork proof's canonical JSON).
+pub const TOPIC_FORKS: &str = "consent-ledger/forks/1";
+/// Most bytes of one sync message (request or response), without its length prefix.
+pub const MAX_MESSAGE: usize = 4 << 20;
+/// Most bytes of one gossip message's payload.
+pub const MAX_GOSSIP: usize = 64 << 10;
+/// Most heads in one `Heads` response.
+pub const MAX_HEADS: u16 = 1024;
+/// Most subjects named in one `Entries` request.
+pub const MAX_WANTS: u16 = 256;
+/// Most entries in one `Entries` response.
+pub const MAX_ENTRIES: u16 = 1024;
+/// Children of one digest node.
+pub const FANOUT: usize = 256;
+/// Domain tag of a head item hash.
+pub const HEAD_ITEM_TAG: &[u8] = b"consent-ledger/v1/head\0";
+
+/// A subject's head as the digest sees it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Head {
+    /// The subject.
+    pub subject: PublicKey,
+    /// Seq of the last entry of its contiguous chain.
+    pub seq: u64,
+    /// Hash of that entry.
+    pub hash: Hash,
+    /// Whether the node holds a fork proof for the subject.
+    pub forked: bool,
+}
+
+/// `SHA-256(HEAD_ITEM_TAG || subject || seq as u64 BE || hash || forked as one byte)`.
+pub fn head_item(h: &Head) -> [u8; 32] {
+    let mut d = Sha256::new();
+    d.update(HEAD_ITEM_TAG);
+    d.update(h.subject.as_bytes());
+    d.update(h.seq.to_be_bytes());
+    d.update(h.hash.as_bytes());
+    d.update([u8::from(h.forked)]);
+    d.finalize().into()
+}
+
+/// One bucket's summary: the XOR of its item hashes and how many items it holds.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Bucket {
+    /// XOR of the item hashes.
+    pub fingerprint: [u8; 32],
+    /// Number of items.
+    pub count: u32,
+}
+
+impl Bucket {
+    /// Adds (or, applied twice, removes) an item.
+    pub fn toggle(&mut self, item: &[u8; 32], add: bool) {
+        for (f, i) in self.fingerprint.iter_mut().zip(item) {
+            *f ^= i;
+        }
+        if add {
+            self.count = self.count.saturating_add(1);
+        } else {
+            self.count = self.count.saturating_sub(1);
+        }
+    }
+
+    /// Combines two summaries.
+    pub fn merge(&mut self, other: &Bucket) {
+        for (f, o) in self.fingerprint.iter_mut().zip(&other.fingerprint) {
+            *f ^= o;
+        }
+        self.count = self.count.saturating_add(other.count);
+    }
+}
+
+/// What one subject's entries are wanted from.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Want {
+    /// The subject.
+    pub subject: PublicKey,
+    /// The first seq wanted.
+    pub from_seq: u64,
+}
+
+/// A sync request.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Request {
+    /// The 256 child summaries of a subject-key prefix of 0 or 1 bytes.
+    Digest {
+        /// The prefix.
+        prefix: Vec<u8>,
+    },
+    /// The heads of subjects whose key starts with `prefix` (0 to 2 bytes), after `after`, in key
+    /// order, at most `limit`.
+    Heads {
+        /// The prefix.
+        prefix: Vec<u8>,
+        /// Start strictly after this subject.
+        after: Option<PublicKey>,
+        /// At most this many (1..=MAX_HEADS).
+        limit: u16,
+    },
+    /// Entries of several subjects, each from a seq on, in chain order; at most `limit` in all.
+    Entries {
+        /// What is wanted (1..=MAX_WANTS).
+        wants: Vec<Want>,
+        /// At most this many entries (1..=MAX_ENTRIES).
+        limit: u16,
+    },
+    /// The fork proof held for a subject.
+    Fork {
+        /// The subject.
+        subject: PublicKey,
+    },
+}
+
+/// A sync response.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Response {
+    /// 256 child summaries, in byte order.
+    Digest(Vec<Bucket>),
+    /// Heads in key order, and whether more follow the last.
+    Heads {
+        /// The heads.
+        heads: Vec<Head>,
+        /// More heads follow under the prefix.
+        more: bool,
+    },
+    /// Canonical entries.
+    Entries(Vec<Vec<u8>>),
+    /// A fork proof's canonical JSON, if the node holds one.
+    Fork(Option<Vec<u8>>),
+    /// The request was refused.
+    Error {
+        /// 1: malformed request; 2: busy; 3: internal error.
+        code: u8,
+        /// A human-readable reason (at most 256 bytes).
+        message: String,
+    },
+}
+
+/// Why a sync message does not decode.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum WireError {
+    /// Input ended inside a field.
+    #[error("sync message ends inside {0}")]
+    Truncated(&'static str),
+    /// Bytes after the message.
+    #[error("{0} trailing bytes after the sync message")]
+    Trailing(usize),
+    /// An unknown message tag.
+    #[error("unknown sync message tag {0:#04x}")]
+    UnknownTag(u8),
+    /// A value outside its range.
+    #[error("sync message field {0} is out of range")]
+    OutOfRange(&'static str),
+    /// More than [`MAX_MESSAGE`] bytes.
+    #[error("sync message of {0} bytes exceeds the limit")]
+    TooLarge(usize),
+}
+
+struct Reader<'a> {
+    buf: &'a [u8],
+}
+
+impl<'a> Reader<'a> {
+    fn take(&mut self, n: usize, field: &'static str) -> Result<&'a [u8], WireError> {
+        if self.buf.len() < n {
+            return Err(WireError::Truncated(field));
+        }
+        let (a, b) = self.buf.split_at(n);
+        self.buf = b;
+        Ok(a)
+    }
+    fn u8(&mut self, f: &'static str) -> Result<u8, WireError> {
+        Ok(self.take(1, f)?[0])
+    }
+    fn u16(&mut self, f: &'static str) -> Result<u16, WireError> {
+        let b = self.take(2, f)?;
+        Ok(u16::from_be_bytes([b[0], b[1]]))
+    }
+    fn u32(&mut self, f: &'static str) -> Result<u32, WireError> {
+        let b = self.take(4, f)?;
+        Ok(u32::from_be_bytes([b[0], b[1], b[2], b[3]]))
+    }
+    fn u64(&mut self, f: &'static str) -> Result<u64, WireError> {
+        let mut a = [0u8; 8];
+        a.copy_from_slice(self.take(8, f)?);
+        Ok(u64::from_be_bytes(a))
+    }
+    fn arr32(&mut self, f: &'static str) -> Result<[u8; 32], WireError> {
+        let mut a = [0u8; 32];
+        a.copy_from_slice(self.take(32, f)?);
+        Ok(a)
+    }
+    fn flag(&mut self, f: &'static str) -> Result<bool, WireError> {
+        match self.u8(f)? {
+            0 => Ok(false),
+            1 => Ok(true),
+            _ => Err(WireError::OutOfRange(f)),
+        }
+    }
+    fn prefix(&mut self, max: usize) -> Result<Vec<u8>, WireError> {
+        let n = usize::from(self.u8("prefix length")?);
+        if n > max {
+            return Err(WireError::OutOfRange("prefix length"));
+        }
+        Ok(self.take(n, "prefix")?.to_vec())
+    }
+    fn end(&self) -> Result<(), WireError> {
+        if self.buf.is_empty() {
+            Ok(())
+        } else {
+            Err(WireError::Trailing(self.buf.len()))
+        }
+    }
+}
+
+fn count(n: u16, max: u16, field: &'static str) -> Result<usize, WireError> {
+    if n == 0 || n > max {
+        return Err(WireError::OutOfRange(field));
+    }
+    Ok(usize::from(n))
+}
+
+impl Request {
+    /// The canonical bytes (without the length prefix).
+    pub fn to_bytes(&self) -> Vec<u8> {
+        let mut out = Vec::new();
+        match self {
+            Request::Digest { prefix } => {
+                out.push(0x01);
+                out.push(prefix.len() as u8);
+                out.extend_from_slice(prefix);
+            }
+            Request::Heads {
+                prefix,
+                after,
+                limit,
+            } => {
+                out.push(0x02);
+                out.push(prefix.len() as u8);
+                out.extend_from_slice(prefix);
+                match after {
+                    None => out.push(0),
+                    Some(s) => {
+                        out.push(1);
+                        out.extend_from_slice(s.as_bytes());
+                    }
+                }
+                out.extend_from_slice(&limit.to_be_bytes());
+            }
+            Request::Entries { wants, limit } => {
+                out.push(0x03);
+                out.extend_from_slice(&(wants.len() as u16).to_be_bytes());
+                for w in wants {
+                    out.extend_from_slice(w.subject.as_bytes());
+                    out.extend_from_slice(&w.from_seq.to_be_bytes());
+                }
+                out.extend_from_slice(&limit.to_be_bytes());
+            }
+            Request::Fork { subject } => {
+                out.push(0x04);
+                out.extend_from_slice(subject.as_bytes());
+            }
+        }
+        out
+    }
+
+    /// Decodes a request strictly.
+    ///
+    /// # Errors
+    /// [`WireError`].
+    pub fn from_bytes(bytes: &[u8]) -> Result<Request, WireError> {
+        if bytes.len() > MAX_MESSAGE {
+            return Err(WireError::TooLarge(bytes.len()));
+        }
+        let mut r = Reader { buf: bytes };
+        let req = match r.u8("tag")? {
+            0x01 => Request::Digest {
+                prefix: r.prefix(1)?,
+            },
+            0x02 => {
+                let prefix = r.prefix(2)?;
+                let after = if r.flag("after tag")? {
+                    Some(PublicKey::from_bytes(r.arr32("after")?))
+                } else {
+                    None
+                };
+                let limit = r.u16("limit")?;
+                count(limit, MAX_HEADS, "limit")?;
+                Request::Heads {
+                    prefix,
+                    after,
+                    limit,
+                }
+            }
+            0x03 => {
+                let n = count(r.u16("want count")?, MAX_WANTS, "want count")?;
+                let mut wants = Vec::with_capacity(n);
+                for _ in 0..n {
+                    let subject = PublicKey::from_bytes(r.arr32("subject")?);
+                    let from_seq = r.u64("from_seq")?;
+                    if from_seq == 0 {
+                        return Err(WireError::OutOfRange("from_seq"));
+                    }
+                    wants.push(Want { subject, from_seq });
+                }
+                let limit = r.u16("limit")?;
+                count(limit, MAX_ENTRIES, "limit")?;
+                Request::Entries { wants, limit }
+            }
+            0x04 => Request::Fork {
+                subject: PublicKey::from_bytes(r.arr32("subject")?),
+            },
+            t => return Err(WireError::UnknownTag(t)),
+        };
+        r.end()?;
+        Ok(req)
+    }
+}
+
+impl Response {
+    /// The canonical bytes (without the length prefix).
+    pub fn to_bytes(&self) -> Vec<u8> {
+        let mut out = Vec::new();
+        match self {
+            Response::Digest(buckets) => {
+                out.push(0x81);
+                out.extend_from_slice(&(buckets.len() as u16).to_be_bytes());
+                for b in buckets {
+                    out.extend_from_slice(&b.fingerprint);
+                    out.extend_from_slice(&b.count.to_be_bytes());
+                }
+            }
+            Response::Heads { heads, more } => {
+                out.push(0x82);
+                out.extend_from_slice(&(heads.len() as u16).to_be_bytes());
+                for h in heads {
+                    out.extend_from_slice(h.subject.as_bytes());
+                    out.extend_from_slice(&h.seq.to_be_bytes());
+                    out.extend_from_slice(h.hash.as_bytes());
+                    out.push(u8::from(h.forked));
+                }
+                out.push(u8::from(*more));
+            }
+            Response::Entries(entries) => {
+                out.push(0x83);
+                out.extend_from_slice(&(entries.len() as u16).to_be_bytes());
+                for e in entries {
+                    out.extend_from_slice(&(e.len() as u16).to_be_bytes());
+                    out.extend_from_slice(e);
+                }
+            }
+            Response::Fork(proof) => {
+                out.push(0x84);
+                match proof {
+                    None => out.push(0),
+                    Some(p) => {
+                        out.push(1);
+                        out.extend_from_slice(&(p.len() as u32).to_be_bytes());
+                        out.extend_from_slice(p);
+                    }
+                }
+            }
+            Response::Error { code, message } => {
+                out.push(0xff);
+                out.push(*code);
+                let m = truncate_utf8(message, 256);
+                out.extend_from_slice(&(m.len() as u16).to_be_bytes());
+                out.extend_from_slice(m.as_bytes());
+            }
+        }
+        out
+    }
+
+    /// Decodes a response strictly.
+    ///
+    /// # Errors
+    /// [`WireError`].
+    pub fn from_bytes(bytes: &[u8]) -> Result<Response, WireError> {
+        if bytes.len() > MAX_MESSAGE {
+            return Err(WireError::TooLarge(bytes.len()));
+        }
+        let mut r = Reader { buf: bytes };
+        let resp = match r.u8("tag")? {
+            0x81 => {
+                let n = usize::from(r.u16("bucket count")?);
+                if n != FANOUT {
+                    return Err(WireError::OutOfRange("bucket count"));
+                }
+                let mut v = Vec::with_capacity(n);
+                for _ in 0..n {
+                    let fingerprint = r.arr32("fingerprint")?;
+                    let count = r.u32("count")?;
+                    v.push(Bucket { fingerprint, count });
+                }
+                Response::Digest(v)
+            }
+            0x82 => {
+                let n = usize::from(r.u16("head count")?);
+                if n > usize::from(MAX_HEADS) {
+                    return Err(WireError::OutOfRange("head count"));
+                }
+                let mut heads = Vec::with_capacity(n);
+                for _ in 0..n {
+                    let subject = PublicKey::from_bytes(r.arr32("subject")?);
+                    let seq = r.u64("seq")?;
+                    let hash = Hash::from_bytes(r.arr32("hash")?);
+                    let forked = r.flag("forked")?;
+                    if seq == 0 {
+                        return Err(WireError::OutOfRange("seq"));
+                    }
+                    heads.push(Head {
+                        subject,
+                        seq,
+                        hash,
+                        forked,
+                    });
+                }
+                let more = r.flag("more")?;
+                Response::Heads { heads, more }
+            }
+            0x83 => {
+                let n = usize::from(r.u16("entry count")?);
+                if n > usize::from(MAX_ENTRIES) {
+                    return Err(WireError::OutOfRange("entry count"));
+                }
+                let mut v = Vec::with_capacity(n);
+                for _ in 0..n {
+                    let len = usize::from(r.u16("entry length")?);
+                    if len == 0 || len > crate::entry::MAX_ENTRY_BYTES {
+                        return Err(WireError::OutOfRange("entry length"));
+                    }
+                    v.push(r.take(len, "entry")?.to_vec());
+                }
+                Response::Entries(v)
+            }
+            0x84 => {
+                if r.flag("fork tag")? {
+                    let len = r.u32("fork proof length")? as usize;
+                    if len == 0 || len > MAX_GOSSIP {
+                        return Err(WireError::OutOfRange("fork proof length"));
+                    }
+                    Response::Fork(Some(r.take(len, "fork proof")?.to_vec()))
+                } else {
+                    Response::Fork(None)
+                }
+            }
+            0xff => {
+                let code = r.u8("error code")?;
+                let len = usize::from(r.u16("message length")?);
+                if len > 256 {
+                    return Err(WireError::OutOfRange("message length"));
+                }
+                let message = String::from_utf8_lossy(r.take(len, "message")?).into_owned();
+                Response::Error { code, message }
+            }
+            t => return Err(WireError::UnknownTag(t)),
+        };
+        r.end()?;
+        Ok(resp)
+    }
+}
+
+fn truncate_utf8(s: &str, max: usize) -> &str {
+    if s.len() <= max {
+        return s;
+    }
+    let mut end = max;
+    while !s.is_char_boundary(end) {
+        end -= 1;
+    }
+    &s[..end]
+}
+
+/// The digest bucket (0..65536) of a subject: its key's first two bytes, big-endian.
+pub fn bucket_of(subject: &PublicKey) -> usize {
+    let b = subject.as_bytes();
+    usize::from(b[0]) << 8 | usize::from(b[1])
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn pk(b: u8) -> PublicKey {
+        PublicKey::from_bytes([b; 32])
+    }
+
+    #[test]
+    fn requests_round_trip() {
+        let reqs = [
+            Request::Digest { prefix: vec![] },
+            Request::Digest { prefix: vec![7] },
+            Request::Heads {
+                prefix: vec![1, 2],
+                after: Some(pk(3)),
+                limit: 10,
+            },
+            Request::Entries {
+                wants: vec![Want {
+                    subject: pk(4),
+                    from_seq: 9,
+                }],
+                limit: 5,
+            },
+            Request::Fork { subject: pk(5) },
+        ];
+        for r in reqs {
+            assert_eq!(Request::from_bytes(&r.to_bytes()), Ok(r));
+        }
+    }
+
+    #[test]
+    fn responses_round_trip() {
+        let resps = [
+            Response::Digest(vec![Bucket::default(); FANOUT]),
+            Response::Heads {
+                heads: vec![Head {
+                    subject: pk(1),
+                    seq: 3,
+                    hash: Hash::from_bytes([9; 32]),
+                    forked: true,
+                }],
+                more: false,
+            },
+            Response::Entries(vec![vec![1, 2, 3]]),
+            Response::Fork(Some(b"{}".to_vec())),
+            Response::Fork(None),
+            Response::Error {
+                code: 2,
+                message: "busy".into(),
+            },
+        ];
+        for r in resps {
+            assert_eq!(Response::from_bytes(&r.to_bytes()), Ok(r));
+        }
+    }
+
+    #[test]
+    fn rejects_bad_messages() {
+        let mut b = Request::Digest { prefix: vec![1] }.to_bytes();
+        b.push(0);
+        assert_eq!(Request::from_bytes(&b), Err(WireError::Trailing(1)));
+        assert_eq!(Request::from_bytes(&[0x09]), Err(WireError::UnknownTag(9)));
+        assert_eq!(
+            Request::from_bytes(&[0x01, 2, 0, 0]),
+            Err(WireError::OutOfRange("prefix length"))
+        );
+        assert!(Request::from_bytes(&[]).is_err());
+        let heads = Request::Heads {
+            prefix: vec![],
+            after: None,
+            limit: MAX_HEADS + 1,
+        };
+        assert!(Request::from_bytes(&heads.to_bytes()).is_err());
+        let entries = Request::Entries {
+            wants: vec![],
+            limit: 1,
+        };
+        assert!(Request::from_bytes(&entries.to_bytes()).is_err());
+        assert!(Response::from_bytes(&Response::Digest(vec![]).to_bytes()).is_err());
+        assert!(Response::from_bytes(&Response::Entries(vec![vec![]]).to_bytes()).is_err());
+    }
+
+    #[test]
+    fn buckets_cancel() {
+        let h = Head {
+            subject: pk(1),
+            seq: 1,
+            hash: Hash::from_bytes([2; 32]),
+            forked: false,
+        };
+        let mut b = Bucket::default();
+        b.toggle(&head_item(&h), true);
+        assert_eq!(b.count, 1);
+        b.toggle(&head_item(&h), false);
+        assert_eq!(b, Bucket::default());
+    }
+}
