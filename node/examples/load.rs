@@ -8,7 +8,11 @@
 //! latency percentiles. Run `ingest` first with the same `--subjects` and seed.
 //! Clients are tasks on one thread with raw HTTP/1.1 keep-alive connections, so that the load
 //! generator takes as little as possible of the cores it shares with the node.
-//! Both print one JSON object per line, with the raw single-core ed25519-dalek verification rate
+//! `ingest ... --followers URL,URL` also reports replication throughput: entries per second from
+//! the first submission until every follower holds every entry.
+//! `load catchup --node URL --size N`: seconds until the node (started just before) holds N
+//! entries.
+//! All print one JSON object per line, with the raw single-core ed25519-dalek verification rate
 //! measured in the same process and the ratio to it.
 
 #![allow(missing_docs, clippy::unwrap_used)]
@@ -242,8 +246,13 @@ fn ingest(args: &[String]) {
     let h = host.clone();
     // Whole HTTP requests are built before the timing: the load generator shares the cores with
     // the node, and should take as little of them as it can while measuring.
+    // --first-subject shifts the subjects, so that a second run against the same nodes submits
+    // new entries.
+    let first: usize = arg(args, "--first-subject", "0")
+        .parse()
+        .expect("--first-subject");
     let chains = Arc::new(parallel_map(subjects, 2, move |i| {
-        chain(i, per)
+        chain(first + i, per)
             .into_iter()
             .map(|e| {
                 let mut req = format!(
@@ -295,6 +304,35 @@ fn ingest(args: &[String]) {
     });
     let secs = start.elapsed().as_secs_f64();
     let rate = stored as f64 / secs;
+    let followers: Vec<String> = arg(args, "--followers", "")
+        .split(',')
+        .filter(|s| !s.is_empty())
+        .map(host_of)
+        .collect();
+    if !followers.is_empty() {
+        // Replication: from the first submission until every follower holds every entry the
+        // leader holds.
+        let size = log_size(&host);
+        let done = wait_for_size(&followers, size, std::time::Duration::from_secs(300));
+        let rsecs = start.elapsed().as_secs_f64();
+        let rrate = stored as f64 / rsecs;
+        println!(
+            "{}",
+            serde_json::json!({
+                "name": "replication_throughput",
+                "unit": "entries/s",
+                "value": rrate,
+                "entries": stored,
+                "followers": followers.len(),
+                "completed": done,
+                "seconds": rsecs,
+                "raw_ed25519_verify_per_s_single_core": raw,
+                "ratio_to_raw_verify": rrate / raw,
+                "target_ratio": 0.3,
+                "meets_target": done && rrate / raw >= 0.3,
+            })
+        );
+    }
     println!(
         "{}",
         serde_json::json!({
@@ -308,6 +346,77 @@ fn ingest(args: &[String]) {
             "ratio_to_raw_verify": rate / raw,
             "target_ratio": 0.5,
             "meets_target": rate / raw >= 0.5,
+        })
+    );
+}
+
+/// `GET /v1/node/info` over a fresh connection; the ingest-log size (0 while unreachable).
+fn log_size(host: &str) -> u64 {
+    use std::io::{Read, Write};
+    let Ok(mut s) = std::net::TcpStream::connect(host) else {
+        return 0;
+    };
+    let req = format!("GET /v1/node/info HTTP/1.1\r\nhost: {host}\r\nconnection: close\r\n\r\n");
+    if s.write_all(req.as_bytes()).is_err() {
+        return 0;
+    }
+    let mut buf = Vec::new();
+    let _ = s.read_to_end(&mut buf);
+    let text = String::from_utf8_lossy(&buf);
+    let Some(body) = text.split("\r\n\r\n").nth(1) else {
+        return 0;
+    };
+    serde_json::from_str::<serde_json::Value>(body)
+        .ok()
+        .and_then(|v| v["log_size"].as_u64())
+        .unwrap_or(0)
+}
+
+/// Polls every node until each holds at least `size` entries.
+fn wait_for_size(hosts: &[String], size: u64, limit: std::time::Duration) -> bool {
+    let deadline = Instant::now() + limit;
+    loop {
+        if hosts.iter().all(|h| log_size(h) >= size) {
+            return true;
+        }
+        if Instant::now() > deadline {
+            return false;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(5));
+    }
+}
+
+/// `load catchup --node URL --size N`: the time until the node holds N entries (run it as the
+/// node starts), as a figure beside the raw single-core verify rate.
+fn catchup(args: &[String]) {
+    let node = arg(args, "--node", "http://127.0.0.1:7411");
+    let size: u64 = arg(args, "--size", "100000").parse().expect("--size");
+    let target_secs: f64 = arg(args, "--target-seconds", "30")
+        .parse()
+        .expect("--target-seconds");
+    let host = host_of(&node);
+    let start = Instant::now();
+    let done = wait_for_size(
+        std::slice::from_ref(&host),
+        size,
+        std::time::Duration::from_secs(600),
+    );
+    let secs = start.elapsed().as_secs_f64();
+    let raw = raw_verify_rate(1500);
+    let rate = size as f64 / secs;
+    println!(
+        "{}",
+        serde_json::json!({
+            "name": "catchup_fresh_node",
+            "unit": "seconds",
+            "value": secs,
+            "entries": size,
+            "completed": done,
+            "entries_per_s": rate,
+            "raw_ed25519_verify_per_s_single_core": raw,
+            "ratio_to_raw_verify": rate / raw,
+            "target_seconds": target_secs,
+            "meets_target": done && secs <= target_secs,
         })
     );
 }
@@ -423,8 +532,9 @@ fn main() {
         Some("ingest") => ingest(&args),
         Some("check") => check(&args),
         Some("raw-batch") => println!("{}", raw_batch_all_cores()),
+        Some("catchup") => catchup(&args),
         _ => {
-            eprintln!("usage: load ingest|check|raw-batch --node URL [--clients N] [--subjects S] [--per-subject L] [--seconds T]");
+            eprintln!("usage: load ingest|check|raw-batch|catchup --node URL [--clients N] [--subjects S] [--per-subject L] [--seconds T] [--followers URL,URL] [--size N]");
             std::process::exit(2);
         }
     }

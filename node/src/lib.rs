@@ -1,8 +1,8 @@
 //! consent-node: the peer node of consent-ledger.
 //!
 //! It keeps customers' signed consent chains in a durable sled store, verifies every entry before
-//! it is stored, and answers brands' consent checks over HTTP with the evidence. Replication over
-//! libp2p is not built yet.
+//! it is stored, and answers brands' consent checks over HTTP with the evidence. Nodes replicate
+//! every chain over libp2p: gossip for new entries, a digest-driven sync for what gossip misses.
 //!
 //! # Layout
 //! - [`config`]: defaults, TOML file, node key.

@@ -18,14 +18,17 @@ use crate::keys::{Hash, PublicKey};
 
 /// The sync protocol's name.
 pub const PROTOCOL: &str = "/consent-ledger/sync/1";
-/// The gossip topic of all new entries (payload: one canonical entry).
+/// The gossip topic of all new entries (payload: a batch of canonical entries, see
+/// [`encode_batch`]).
 pub const TOPIC_ENTRIES: &str = "consent-ledger/entries/1";
-/// The gossip topic of fork proofs (payload: a fork proof's canonical JSON).
+/// The gossip topic of fork proofs (payload: a fork proof's canonical binary form).
 pub const TOPIC_FORKS: &str = "consent-ledger/forks/1";
 /// Most bytes of one sync message (request or response), without its length prefix.
 pub const MAX_MESSAGE: usize = 4 << 20;
 /// Most bytes of one gossip message's payload.
 pub const MAX_GOSSIP: usize = 64 << 10;
+/// Most entries in one gossip batch.
+pub const MAX_BATCH: usize = 256;
 /// Most heads in one `Heads` response.
 pub const MAX_HEADS: u16 = 1024;
 /// Most subjects named in one `Entries` request.
@@ -147,7 +150,7 @@ pub enum Response {
     },
     /// Canonical entries.
     Entries(Vec<Vec<u8>>),
-    /// A fork proof's canonical JSON, if the node holds one.
+    /// A fork proof's canonical binary form, if the node holds one.
     Fork(Option<Vec<u8>>),
     /// The request was refused.
     Error {
@@ -458,7 +461,7 @@ impl Response {
             0x84 => {
                 if r.flag("fork tag")? {
                     let len = r.u32("fork proof length")? as usize;
-                    if len == 0 || len > MAX_GOSSIP {
+                    if len == 0 || len > MAX_MESSAGE {
                         return Err(WireError::OutOfRange("fork proof length"));
                     }
                     Response::Fork(Some(r.take(len, "fork proof")?.to_vec()))
@@ -491,6 +494,43 @@ fn truncate_utf8(s: &str, max: usize) -> &str {
         end -= 1;
     }
     &s[..end]
+}
+
+/// A gossip batch: each entry as a 2-byte big-endian length and its canonical bytes, one after
+/// the other (1 to [`MAX_BATCH`] entries, at most [`MAX_GOSSIP`] bytes in all).
+pub fn encode_batch<'a>(entries: impl IntoIterator<Item = &'a [u8]>) -> Vec<u8> {
+    let mut out = Vec::new();
+    for e in entries {
+        out.extend_from_slice(&(e.len() as u16).to_be_bytes());
+        out.extend_from_slice(e);
+    }
+    out
+}
+
+/// Splits a gossip batch into its entries' bytes (not yet decoded as entries).
+///
+/// # Errors
+/// [`WireError`] for an empty, truncated or oversized batch, or an entry length out of range.
+pub fn decode_batch(bytes: &[u8]) -> Result<Vec<&[u8]>, WireError> {
+    if bytes.len() > MAX_GOSSIP {
+        return Err(WireError::TooLarge(bytes.len()));
+    }
+    let mut r = Reader { buf: bytes };
+    let mut out = Vec::new();
+    while !r.buf.is_empty() {
+        if out.len() == MAX_BATCH {
+            return Err(WireError::OutOfRange("batch count"));
+        }
+        let len = usize::from(r.u16("entry length")?);
+        if len == 0 || len > crate::entry::MAX_ENTRY_BYTES {
+            return Err(WireError::OutOfRange("entry length"));
+        }
+        out.push(r.take(len, "entry")?);
+    }
+    if out.is_empty() {
+        return Err(WireError::OutOfRange("batch count"));
+    }
+    Ok(out)
 }
 
 /// The digest bucket (0..65536) of a subject: its key's first two bytes, big-endian.
@@ -581,6 +621,19 @@ mod tests {
         assert!(Request::from_bytes(&entries.to_bytes()).is_err());
         assert!(Response::from_bytes(&Response::Digest(vec![]).to_bytes()).is_err());
         assert!(Response::from_bytes(&Response::Entries(vec![vec![]]).to_bytes()).is_err());
+    }
+
+    #[test]
+    fn batches_round_trip_and_reject_damage() {
+        let a = vec![1u8, 2, 3];
+        let b = vec![9u8; 100];
+        let batch = encode_batch([a.as_slice(), b.as_slice()]);
+        assert_eq!(decode_batch(&batch), Ok(vec![a.as_slice(), b.as_slice()]));
+        assert!(decode_batch(&[]).is_err());
+        assert!(decode_batch(&batch[..batch.len() - 1]).is_err());
+        assert!(decode_batch(&[0, 0]).is_err());
+        let too_many: Vec<&[u8]> = vec![&a[..]; MAX_BATCH + 1];
+        assert!(decode_batch(&encode_batch(too_many)).is_err());
     }
 
     #[test]

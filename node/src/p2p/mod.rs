@@ -33,12 +33,16 @@ use crate::ledger::Ledger;
 
 /// Strikes (invalid messages) after which a peer is banned.
 pub const BAN_STRIKES: u32 = 10;
+/// Strikes count within this window; older ones are forgiven.
+pub const STRIKE_WINDOW: Duration = Duration::from_secs(300);
 /// How long a banned peer is refused.
 pub const BAN_TIME: Duration = Duration::from_secs(600);
 /// Most gossip messages being validated at once; more are ignored (sync fetches them later).
 pub const MAX_VALIDATING: usize = 8192;
 /// Most inbound sync requests served at once; more are answered "busy".
 pub const MAX_SERVING: usize = 8;
+/// How long a new entry may wait to be announced with others in one gossip message.
+pub const BATCH_DELAY: Duration = Duration::from_millis(5);
 /// How long a sync request may take.
 pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(20);
 
@@ -71,6 +75,7 @@ pub fn build_swarm(
             yamux::Config::default,
         )?
         .with_quic()
+        .with_dns()?
         .with_behaviour(|key| Behaviour::new(key, mdns_on))
         .map_err(|e| anyhow::anyhow!("building the p2p behaviour: {e}"))?
         .with_swarm_config(|c| c.with_idle_connection_timeout(Duration::from_secs(120)))
@@ -153,8 +158,12 @@ impl NetHandle {
         });
     }
 
-    /// Announces a fork proof (canonical JSON).
+    /// Announces a fork proof (canonical binary form). Proofs larger than a gossip message are
+    /// left to sync.
     pub fn publish_fork(&self, data: Vec<u8>) {
+        if data.len() > proto::sync::MAX_GOSSIP {
+            return;
+        }
         let _ = self.tx.try_send(Command::Publish {
             topic: TOPIC_FORKS,
             data,
@@ -227,12 +236,16 @@ struct EventLoop {
     ledger: Ledger,
     peers: HashMap<PeerId, PeerState>,
     requests: HashMap<OutboundRequestId, oneshot::Sender<Result<Response, String>>>,
-    strikes: HashMap<PeerId, u32>,
+    /// Strikes per peer, with when the count started; counts older than [`STRIKE_WINDOW`] restart.
+    strikes: HashMap<PeerId, (u32, Instant)>,
     banned: HashMap<PeerId, Instant>,
     validating: Arc<Semaphore>,
     serving: Arc<Semaphore>,
     sync_tx: mpsc::Sender<sync::Trigger>,
     bootstrap: Vec<Multiaddr>,
+    /// Entries waiting to be announced together (one gossip message per batch).
+    outbox: Vec<Vec<u8>>,
+    outbox_bytes: usize,
 }
 
 /// Starts the p2p layer: binds the listen addresses, dials the bootstrap peers, and runs the
@@ -278,6 +291,8 @@ pub fn start(
         serving: Arc::new(Semaphore::new(MAX_SERVING)),
         sync_tx,
         bootstrap: config.bootstrap.clone(),
+        outbox: Vec::new(),
+        outbox_bytes: 0,
     };
     el.dial_bootstrap();
     let task = tokio::spawn(async move { el.run(shutdown).await });
@@ -303,10 +318,13 @@ impl EventLoop {
         let mut redial = tokio::time::interval(Duration::from_secs(10));
         redial.tick().await;
         let mut kad_bootstrap = tokio::time::interval(Duration::from_secs(60));
+        let mut announce = tokio::time::interval(BATCH_DELAY);
+        announce.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
             tokio::select! {
                 biased;
                 () = shutdown.cancelled() => break,
+                _ = announce.tick(), if !self.outbox.is_empty() => self.announce(),
                 Some(cmd) = self.rx.recv() => self.command(cmd),
                 ev = self.swarm.select_next_some() => self.event(ev),
                 _ = redial.tick() => {
@@ -325,23 +343,46 @@ impl EventLoop {
         tracing::info!("p2p event loop stopped");
     }
 
+    /// Publishes the outbox as one gossip batch.
+    fn announce(&mut self) {
+        let batch = proto::sync::encode_batch(self.outbox.iter().map(Vec::as_slice));
+        self.outbox.clear();
+        self.outbox_bytes = 0;
+        self.publish(TOPIC_ENTRIES, batch);
+    }
+
+    fn publish(&mut self, topic: &'static str, data: Vec<u8>) {
+        match self
+            .swarm
+            .behaviour_mut()
+            .gossipsub
+            .publish(IdentTopic::new(topic), data)
+        {
+            Ok(_) => {
+                self.ledger.metrics().gossip_out.inc();
+            }
+            Err(e) => {
+                tracing::debug!(error = %e, topic, "not published (sync covers it)");
+            }
+        }
+    }
+
     fn command(&mut self, cmd: Command) {
         match cmd {
-            Command::Publish { topic, data } => {
-                match self
-                    .swarm
-                    .behaviour_mut()
-                    .gossipsub
-                    .publish(IdentTopic::new(topic), data)
-                {
-                    Ok(_) => {
-                        self.ledger.metrics().gossip_out.inc();
-                    }
-                    Err(e) => {
-                        tracing::debug!(error = %e, topic, "not published (sync covers it)");
-                    }
+            Command::Publish {
+                topic: TOPIC_ENTRIES,
+                data,
+            } => {
+                if self.outbox_bytes + data.len() + 2 > proto::sync::MAX_GOSSIP {
+                    self.announce();
+                }
+                self.outbox_bytes += data.len() + 2;
+                self.outbox.push(data);
+                if self.outbox.len() >= proto::sync::MAX_BATCH {
+                    self.announce();
                 }
             }
+            Command::Publish { topic, data } => self.publish(topic, data),
             Command::Peers(reply) => {
                 let gs = &self.swarm.behaviour().gossipsub;
                 let mut v: Vec<PeerInfo> = self
@@ -353,7 +394,7 @@ impl EventLoop {
                         agent: p.agent.clone(),
                         connected_secs: p.since.elapsed().as_secs(),
                         score: gs.peer_score(id),
-                        strikes: self.strikes.get(id).copied().unwrap_or(0),
+                        strikes: self.strikes.get(id).map_or(0, |s| s.0),
                     })
                     .collect();
                 v.sort_by(|a, b| a.peer_id.cmp(&b.peer_id));
@@ -391,11 +432,16 @@ impl EventLoop {
 
     fn strike(&mut self, peer: PeerId, reason: &'static str) {
         self.ledger.metrics().p2p_rejected(reason);
-        let n = self.strikes.entry(peer).or_insert(0);
-        *n += 1;
-        tracing::debug!(%peer, reason, strikes = *n, "peer sent invalid data");
-        if *n >= BAN_STRIKES && !self.banned.contains_key(&peer) {
-            tracing::warn!(%peer, strikes = *n, reason, "banning peer for sending invalid data");
+        let now = Instant::now();
+        let e = self.strikes.entry(peer).or_insert((0, now));
+        if now.duration_since(e.1) > STRIKE_WINDOW {
+            *e = (0, now);
+        }
+        e.0 += 1;
+        let n = e.0;
+        tracing::debug!(%peer, reason, strikes = n, "peer sent invalid data");
+        if n >= BAN_STRIKES && !self.banned.contains_key(&peer) {
+            tracing::warn!(%peer, strikes = n, reason, "banning peer for sending invalid data");
             self.banned.insert(peer, Instant::now());
             self.ledger.metrics().peers_banned.inc();
             self.swarm.behaviour_mut().gossipsub.blacklist_peer(&peer);
@@ -541,7 +587,7 @@ impl EventLoop {
         tokio::spawn(async move {
             let v = sync::validate_gossip(&ledger, topic, &message.data).await;
             drop(permit);
-            if let Some((subject, from_seq)) = v.gap {
+            for (subject, from_seq) in v.gaps {
                 let _ = sync_tx.try_send(sync::Trigger::Gap {
                     peer: source,
                     subject,

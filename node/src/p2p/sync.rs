@@ -211,12 +211,16 @@ impl Syncer {
                     if !h.subject.as_bytes().starts_with(&prefix) {
                         return Err(self.bad(peer, "head outside the asked prefix"));
                     }
+                    // Pages go strictly forward in key order, or the round ends.
+                    if after.is_some_and(|a: PublicKey| h.subject.as_bytes() <= a.as_bytes()) {
+                        return Err(self.bad(peer, "heads out of order"));
+                    }
+                    after = Some(h.subject);
                     self.compare(h, &mut wants, &mut suspects, &mut forks)
                         .map_err(|e| e.to_string())?;
                 }
-                match heads.last() {
-                    Some(last) if more => after = Some(last.subject),
-                    _ => break,
+                if !more || heads.is_empty() {
+                    break;
                 }
             }
         }
@@ -235,8 +239,9 @@ impl Syncer {
                 }],
                 limit: 1,
             };
-            if let Response::Entries(e) = self.ask(peer, req, &mut stats).await? {
-                self.ingest(peer, e, &mut stats).await;
+            match self.ask(peer, req, &mut stats).await? {
+                Response::Entries(e) => self.ingest(peer, e, &mut stats).await,
+                _ => return Err(self.bad(peer, "unexpected answer to entries")),
             }
         }
         for subject in forks {
@@ -361,14 +366,23 @@ impl Syncer {
                 Err(_) => self.net.strike(peer, "sync_malformed"),
             }
         }
-        for r in self.ledger.submit_many(entries).await {
+        let subjects: Vec<PublicKey> = entries.iter().map(Entry::subject).collect();
+        for (r, subject) in self
+            .ledger
+            .submit_many(entries)
+            .await
+            .into_iter()
+            .zip(subjects)
+        {
             match r {
                 Ok(o) if o.status == SubmitStatus::Stored => {
                     stats.stored += 1;
                     self.ledger.metrics().sync_entries.inc();
                 }
                 Ok(_) | Err(IngestError::Fork(_)) => {}
-                Err(IngestError::Invalid(_)) => self.net.strike(peer, "sync_invalid_entry"),
+                Err(IngestError::Invalid(_)) if !forked(&self.ledger, &subject) => {
+                    self.net.strike(peer, "sync_invalid_entry");
+                }
                 Err(_) => {}
             }
         }
@@ -381,38 +395,61 @@ pub struct GossipVerdict {
     pub acceptance: MessageAcceptance,
     /// The strike reason for a rejection.
     pub reason: Option<&'static str>,
-    /// A gap to fetch (subject, first missing seq).
-    pub gap: Option<(PublicKey, u64)>,
+    /// Gaps to fetch (subject, first missing seq).
+    pub gaps: Vec<(PublicKey, u64)>,
     /// A fork proof to announce.
     pub fork: Option<Vec<u8>>,
 }
 
 /// Decodes and submits a gossip message; the answer says whether to forward it.
+///
+/// An entry batch is forwarded when every entry in it is valid (stored, duplicate, pending, or
+/// the second entry of a fork); one malformed or invalid entry rejects the whole message, since
+/// the node that announced it had to verify each one. Entries that wait for a predecessor are
+/// gaps to fetch from the sender.
 pub async fn validate_gossip(ledger: &Ledger, topic: &str, data: &[u8]) -> GossipVerdict {
     let verdict = |acceptance, reason| GossipVerdict {
         acceptance,
         reason,
-        gap: None,
+        gaps: Vec::new(),
         fork: None,
     };
-    if topic == TOPIC_ENTRIES {
-        let entry = match Entry::from_bytes(data) {
-            Ok(e) => e,
-            Err(_) => return verdict(MessageAcceptance::Reject, Some("gossip_malformed")),
+    if topic != TOPIC_ENTRIES {
+        let proof = match ForkProof::from_bytes(data) {
+            Ok(p) => p,
+            Err(_) => return verdict(MessageAcceptance::Reject, Some("gossip_bad_fork_proof")),
         };
-        let subject = entry.subject();
-        let issued_at = entry.content.issued_at;
-        match ledger.submit(entry).await {
+        let _ = ledger.submit_many(vec![proof.a, proof.b]).await;
+        return verdict(MessageAcceptance::Accept, None);
+    }
+    let Ok(raw) = proto::sync::decode_batch(data) else {
+        return verdict(MessageAcceptance::Reject, Some("gossip_malformed"));
+    };
+    let mut entries = Vec::with_capacity(raw.len());
+    for b in raw {
+        match Entry::from_bytes(b) {
+            Ok(e) => entries.push(e),
+            Err(_) => return verdict(MessageAcceptance::Reject, Some("gossip_malformed")),
+        }
+    }
+    let meta: Vec<(PublicKey, u64)> = entries
+        .iter()
+        .map(|e| (e.subject(), e.content.issued_at))
+        .collect();
+    let mut v = verdict(MessageAcceptance::Accept, None);
+    let mut ignored = false;
+    let now = ledger.clock().now_ms();
+    for (r, (subject, issued_at)) in ledger.submit_many(entries).await.into_iter().zip(meta) {
+        match r {
             Ok(o) => match o.status {
                 SubmitStatus::Stored => {
-                    let lag = ledger.clock().now_ms().saturating_sub(issued_at);
+                    let lag = now.saturating_sub(issued_at);
                     ledger
                         .metrics()
                         .replication_lag_seconds
                         .observe(lag as f64 / 1000.0);
-                    verdict(MessageAcceptance::Accept, None)
                 }
-                SubmitStatus::Duplicate => verdict(MessageAcceptance::Accept, None),
+                SubmitStatus::Duplicate => {}
                 SubmitStatus::Pending => {
                     use crate::store::Store;
                     let head = ledger
@@ -421,29 +458,41 @@ pub async fn validate_gossip(ledger: &Ledger, topic: &str, data: &[u8]) -> Gossi
                         .ok()
                         .flatten()
                         .map_or(0, |r| r.head.seq);
-                    GossipVerdict {
-                        gap: Some((subject, head + 1)),
-                        ..verdict(MessageAcceptance::Ignore, None)
+                    if !v.gaps.iter().any(|(s, _)| *s == subject) {
+                        v.gaps.push((subject, head + 1));
                     }
                 }
             },
+            Err(IngestError::Fork(p)) => v.fork = Some(p.to_bytes()),
+            // On a forked subject, entries of the other branch do not link here: not the
+            // sender's fault.
+            Err(IngestError::Invalid(_)) if forked(ledger, &subject) => ignored = true,
             Err(IngestError::Invalid(_)) => {
-                verdict(MessageAcceptance::Reject, Some("gossip_invalid_entry"))
+                return GossipVerdict {
+                    acceptance: MessageAcceptance::Reject,
+                    reason: Some("gossip_invalid_entry"),
+                    ..v
+                };
             }
-            Err(IngestError::Fork(p)) => GossipVerdict {
-                fork: Some(p.to_bytes()),
-                ..verdict(MessageAcceptance::Accept, None)
-            },
-            Err(_) => verdict(MessageAcceptance::Ignore, None),
+            // Read-only or a full pending area: this node's trouble, not the sender's.
+            Err(_) => ignored = true,
         }
-    } else {
-        let proof = match ForkProof::from_bytes(data) {
-            Ok(p) => p,
-            Err(_) => return verdict(MessageAcceptance::Reject, Some("gossip_bad_fork_proof")),
-        };
-        let _ = ledger.submit_many(vec![proof.a, proof.b]).await;
-        verdict(MessageAcceptance::Accept, None)
     }
+    if ignored && v.fork.is_none() {
+        v.acceptance = MessageAcceptance::Ignore;
+    }
+    v
+}
+
+/// Whether this node holds a fork proof for the subject.
+fn forked(ledger: &Ledger, subject: &PublicKey) -> bool {
+    use crate::store::Store;
+    ledger
+        .store()
+        .subject(subject)
+        .ok()
+        .flatten()
+        .is_some_and(|r| r.forked)
 }
 
 /// Answers one sync request from the store (blocking reads).
