@@ -8,6 +8,8 @@
 //!   `/ip4/0.0.0.0/...` to replicate with other machines);
 //! - mDNS LAN discovery: on (`mdns = false` or `--no-mdns` turns it off);
 //! - background sync: a round with one peer every 5 seconds;
+//! - interest: every chain (`controllers = [...]` or `--controller` makes a brand node that
+//!   replicates only the chains naming its controllers);
 //! - log level: `info` (`RUST_LOG` overrides).
 
 use std::net::SocketAddr;
@@ -43,6 +45,8 @@ pub struct FileConfig {
     pub replicate: Option<bool>,
     /// Seconds between background sync rounds (default 5).
     pub sync_interval_secs: Option<u64>,
+    /// Replicate only chains naming these controllers (hex keys); absent or empty: every chain.
+    pub controllers: Option<Vec<String>>,
     /// Log filter (tracing EnvFilter syntax), e.g. `info` or `node=debug`.
     pub log: Option<String>,
     /// Added to the system clock (ms); for tests and drills.
@@ -116,6 +120,16 @@ impl FileConfig {
                     bootstrap: parse_addrs("bootstrap", self.bootstrap.unwrap_or_default())?,
                     mdns: self.mdns.unwrap_or(true),
                     sync_interval: Duration::from_secs(self.sync_interval_secs.unwrap_or(5).max(1)),
+                    interest: self
+                        .controllers
+                        .unwrap_or_default()
+                        .iter()
+                        .map(|c| {
+                            c.parse().map_err(|e| {
+                                anyhow::anyhow!("controllers: {c:?} is not a 64-hex-digit key: {e}")
+                            })
+                        })
+                        .collect::<anyhow::Result<Vec<proto::PublicKey>>>()?,
                 })
             } else {
                 None

@@ -360,7 +360,16 @@ async fn submit_entry(
         ApiError::from(e)
     })?;
     if let (Some(net), Some(bytes), SubmitStatus::Stored) = (&st.net, bytes, out.status) {
-        net.publish_entry(bytes);
+        // The chain's controllers: each hears of the entry on its own topic.
+        let controllers = st
+            .ledger
+            .store()
+            .subject(&subject)
+            .ok()
+            .flatten()
+            .map(|r| crate::ledger::controllers_of(&r))
+            .unwrap_or_default();
+        net.publish_entry(bytes, controllers);
     }
     let code = match out.status {
         SubmitStatus::Stored => StatusCode::CREATED,

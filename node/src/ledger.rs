@@ -26,7 +26,7 @@ use proto::vocab::{self, TermKind};
 use tokio::sync::{broadcast, mpsc, oneshot};
 
 use crate::clock::Clock;
-use crate::digest::HeadDigest;
+use crate::digest::Digests;
 use crate::metrics::Metrics;
 use crate::store::{Append, SledStore, Store, StoreError, SubjectRecord, WriteGroup};
 
@@ -118,7 +118,7 @@ struct Shared {
     metrics: Arc<Metrics>,
     clock: Clock,
     /// Summaries of every subject head, for replication (updated by the writer).
-    digest: std::sync::Mutex<HeadDigest>,
+    digest: std::sync::Mutex<Digests>,
 }
 
 /// The ledger handle; cheap to clone.
@@ -142,10 +142,10 @@ impl Ledger {
         let (events, _) = broadcast::channel(4096);
         let subjects = store.subject_count();
         let forks = store.fork_count();
-        let mut digest = HeadDigest::default();
+        let mut digest = Digests::default();
         for r in store.subject_records() {
             match r {
-                Ok((_, rec)) => digest.replace(None, &head_of(&rec)),
+                Ok((_, rec)) => digest.replace(None, (&head_of(&rec), &controllers_of(&rec))),
                 Err(e) => {
                     tracing::error!(error = %e, "unreadable subject record left out of the head digest")
                 }
@@ -287,13 +287,25 @@ impl Ledger {
     /// The 256 child summaries of a subject-key prefix (0 or 1 bytes) of the head digest.
     pub fn digest_children(&self, prefix: &[u8]) -> Vec<proto::sync::Bucket> {
         match self.shared.digest.lock() {
-            Ok(d) => d.children(prefix),
-            Err(p) => p.into_inner().children(prefix),
+            Ok(d) => d.all.children(prefix),
+            Err(p) => p.into_inner().all.children(prefix),
         }
     }
 
-    /// Up to `limit` subject heads whose key starts with `prefix`, after `after`, in key order;
-    /// and whether more follow.
+    /// As [`Ledger::digest_children`], over the subjects whose chain names `controller`.
+    pub fn digest_children_for(
+        &self,
+        controller: &PublicKey,
+        prefix: &[u8],
+    ) -> Vec<proto::sync::Bucket> {
+        match self.shared.digest.lock() {
+            Ok(d) => d.children_for(controller, prefix),
+            Err(p) => p.into_inner().children_for(controller, prefix),
+        }
+    }
+
+    /// Up to `limit` subject heads whose key starts with `prefix`, after `after`, in key order
+    /// (only those whose chain names `controller`, when given); and whether more follow.
     ///
     /// # Errors
     /// Storage errors.
@@ -302,10 +314,14 @@ impl Ledger {
         prefix: &[u8],
         after: Option<&PublicKey>,
         limit: usize,
+        controller: Option<&PublicKey>,
     ) -> Result<(Vec<proto::sync::Head>, bool), StoreError> {
         let mut heads = Vec::new();
         for r in self.shared.store.subject_records_from(prefix, after) {
             let (_, rec) = r?;
+            if controller.is_some_and(|c| !rec.consent.controllers.contains_key(c)) {
+                continue;
+            }
             if heads.len() == limit {
                 return Ok((heads, true));
             }
@@ -437,6 +453,11 @@ pub fn head_of(rec: &SubjectRecord) -> proto::sync::Head {
         hash: rec.head.hash,
         forked: rec.forked,
     }
+}
+
+/// The controllers a subject's chain names.
+pub fn controllers_of(rec: &SubjectRecord) -> Vec<PublicKey> {
+    rec.consent.controllers.keys().copied().collect()
 }
 
 /// Checks that `purpose` is a purpose code, suggesting near codes when it is not.
@@ -880,7 +901,7 @@ impl Writer {
         fx: &mut GroupEffects<'_>,
     ) -> Result<u64, IngestError> {
         let metrics = &self.shared.metrics;
-        let old_head = rec.as_ref().map(head_of);
+        let old_head = rec.as_ref().map(|r| (head_of(r), controllers_of(r)));
         let record = match rec {
             None => {
                 let head = ChainHead::genesis_unverified(&entry).map_err(|e| {
@@ -916,13 +937,16 @@ impl Writer {
             log_index: 0,
             valid_until: k.valid_until,
         });
-        let new_head = head_of(&record);
+        let new_head = (head_of(&record), controllers_of(&record));
         let log_index = fx.g.append(Append {
             entry,
             hash,
             record,
         })?;
-        self.set_head(old_head.as_ref(), &new_head);
+        self.set_head(
+            old_head.as_ref().map(|(h, c)| (h, c.as_slice())),
+            (&new_head.0, &new_head.1),
+        );
         fx.stored += 1;
         if let Some(mut ev) = event {
             ev.log_index = log_index;
@@ -931,7 +955,11 @@ impl Writer {
         Ok(log_index)
     }
 
-    fn set_head(&self, old: Option<&proto::sync::Head>, new: &proto::sync::Head) {
+    fn set_head(
+        &self,
+        old: Option<(&proto::sync::Head, &[PublicKey])>,
+        new: (&proto::sync::Head, &[PublicKey]),
+    ) {
         let mut d = match self.shared.digest.lock() {
             Ok(d) => d,
             Err(p) => p.into_inner(),
@@ -964,7 +992,8 @@ impl Writer {
                     if let Err(e) = fx.g.put_fork(&proof, &rec) {
                         return e.into();
                     }
-                    self.set_head(Some(&old_head), &head_of(&rec));
+                    let cs = controllers_of(&rec);
+                    self.set_head(Some((&old_head, &cs)), (&head_of(&rec), &cs));
                     // Every controller that this subject's chain names hears of the fork.
                     for controller in rec.consent.controllers.keys() {
                         fx.events.push(ConsentEvent {

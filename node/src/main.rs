@@ -36,7 +36,8 @@ struct Cli {
 #[derive(clap::Args, Debug, Default)]
 struct RunArgs {
     /// TOML config file (keys: data_dir, http, p2p, bootstrap, mdns, replicate,
-    /// sync_interval_secs, log, clock_offset_ms, pending_max, pending_ttl_secs). Flags override it.
+    /// sync_interval_secs, controllers, log, clock_offset_ms, pending_max, pending_ttl_secs).
+    /// Flags override it.
     #[arg(long, short)]
     config: Option<PathBuf>,
     /// Data directory (store and node key).
@@ -61,6 +62,10 @@ struct RunArgs {
     /// Seconds between background sync rounds with a peer.
     #[arg(long)]
     sync_interval_secs: Option<u64>,
+    /// Replicate only the chains that name this controller (hex key; repeatable): a brand node.
+    /// Without it the node takes every chain (auditors, portals).
+    #[arg(long = "controller")]
+    controllers: Vec<String>,
     /// Log filter, e.g. `info` or `node=debug` (RUST_LOG wins when set).
     #[arg(long)]
     log: Option<String>,
@@ -159,6 +164,9 @@ fn run(args: RunArgs) -> anyhow::Result<()> {
     }
     if args.no_p2p {
         file.replicate = Some(false);
+    }
+    if !args.controllers.is_empty() {
+        file.controllers = Some(args.controllers);
     }
     if args.sync_interval_secs.is_some() {
         file.sync_interval_secs = args.sync_interval_secs;

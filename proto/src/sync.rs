@@ -21,6 +21,16 @@ pub const PROTOCOL: &str = "/consent-ledger/sync/1";
 /// The gossip topic of all new entries (payload: a batch of canonical entries, see
 /// [`encode_batch`]).
 pub const TOPIC_ENTRIES: &str = "consent-ledger/entries/1";
+/// The gossip topic of the new entries of chains that name one controller: this prefix followed by
+/// the controller's key in lower-case hex (payload as [`TOPIC_ENTRIES`]). Brand nodes subscribe to
+/// their controllers' topics only.
+pub const TOPIC_CONTROLLER_PREFIX: &str = "consent-ledger/entries/1/";
+
+/// The gossip topic of one controller's chains.
+pub fn controller_topic(controller: &PublicKey) -> String {
+    format!("{TOPIC_CONTROLLER_PREFIX}{controller}")
+}
+
 /// The gossip topic of fork proofs (payload: a fork proof's canonical binary form).
 pub const TOPIC_FORKS: &str = "consent-ledger/forks/1";
 /// Most bytes of one sync message (request or response), without its length prefix.
@@ -133,6 +143,24 @@ pub enum Request {
     Fork {
         /// The subject.
         subject: PublicKey,
+    },
+    /// As `Digest`, over only the subjects whose chain names `controller`.
+    DigestFor {
+        /// The controller.
+        controller: PublicKey,
+        /// The prefix (0 or 1 bytes).
+        prefix: Vec<u8>,
+    },
+    /// As `Heads`, over only the subjects whose chain names `controller`.
+    HeadsFor {
+        /// The controller.
+        controller: PublicKey,
+        /// The prefix (0 to 2 bytes).
+        prefix: Vec<u8>,
+        /// Start strictly after this subject.
+        after: Option<PublicKey>,
+        /// At most this many (1..=MAX_HEADS).
+        limit: u16,
     },
 }
 
@@ -285,6 +313,31 @@ impl Request {
                 out.push(0x04);
                 out.extend_from_slice(subject.as_bytes());
             }
+            Request::DigestFor { controller, prefix } => {
+                out.push(0x05);
+                out.extend_from_slice(controller.as_bytes());
+                out.push(prefix.len() as u8);
+                out.extend_from_slice(prefix);
+            }
+            Request::HeadsFor {
+                controller,
+                prefix,
+                after,
+                limit,
+            } => {
+                out.push(0x06);
+                out.extend_from_slice(controller.as_bytes());
+                out.push(prefix.len() as u8);
+                out.extend_from_slice(prefix);
+                match after {
+                    None => out.push(0),
+                    Some(s) => {
+                        out.push(1);
+                        out.extend_from_slice(s.as_bytes());
+                    }
+                }
+                out.extend_from_slice(&limit.to_be_bytes());
+            }
         }
         out
     }
@@ -335,6 +388,30 @@ impl Request {
             0x04 => Request::Fork {
                 subject: PublicKey::from_bytes(r.arr32("subject")?),
             },
+            0x05 => {
+                let controller = PublicKey::from_bytes(r.arr32("controller")?);
+                Request::DigestFor {
+                    controller,
+                    prefix: r.prefix(1)?,
+                }
+            }
+            0x06 => {
+                let controller = PublicKey::from_bytes(r.arr32("controller")?);
+                let prefix = r.prefix(2)?;
+                let after = if r.flag("after tag")? {
+                    Some(PublicKey::from_bytes(r.arr32("after")?))
+                } else {
+                    None
+                };
+                let limit = r.u16("limit")?;
+                count(limit, MAX_HEADS, "limit")?;
+                Request::HeadsFor {
+                    controller,
+                    prefix,
+                    after,
+                    limit,
+                }
+            }
             t => return Err(WireError::UnknownTag(t)),
         };
         r.end()?;
@@ -565,6 +642,16 @@ mod tests {
                 limit: 5,
             },
             Request::Fork { subject: pk(5) },
+            Request::DigestFor {
+                controller: pk(6),
+                prefix: vec![1],
+            },
+            Request::HeadsFor {
+                controller: pk(7),
+                prefix: vec![1, 2],
+                after: None,
+                limit: 1,
+            },
         ];
         for r in reqs {
             assert_eq!(Request::from_bytes(&r.to_bytes()), Ok(r));

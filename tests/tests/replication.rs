@@ -214,3 +214,52 @@ fn a_fork_made_at_one_node_is_known_at_every_node() {
             .expect_status(200);
     }
 }
+
+#[test]
+fn a_brand_node_replicates_only_the_chains_naming_its_controllers() {
+    let x = key("brand-x").public_key();
+    let y = key("brand-y").public_key();
+    let a = TestNode::new();
+    let chains_for = |label: &str, c: PublicKey, n: usize| -> Vec<Chain> {
+        (0..n)
+            .map(|i| {
+                let mut ch = Chain::new(&format!("{label}/{i}"));
+                ch.grant(c, &[PURPOSE]);
+                ch.withdraw(c, &[]);
+                ch
+            })
+            .collect()
+    };
+    let xs = chains_for("x", x, 30);
+    let ys = chains_for("y", y, 40);
+    let all: Vec<Vec<proto::entry::Entry>> =
+        xs.iter().chain(&ys).map(|c| c.entries.clone()).collect();
+    a.submit_parallel(&all, 8);
+    assert_eq!(log_size(&a), 140);
+    // B takes X's chains only: first by sync (what A already holds)...
+    let b = TestNode::spawn(NodeOptions::new().args(&[
+        "--bootstrap",
+        &a.p2p_addr(),
+        "--controller",
+        &x.to_string(),
+    ]));
+    wait_for(Duration::from_secs(30), "B to hold X's chains", || {
+        log_size(&b) == 60
+    });
+    // ...then by gossip on X's topic (a new grant for X), while a new
+    // chain for Y does not reach it.
+    let mut x0 = xs[0].clone();
+    let g = x0.grant(x, &["dpv:Personalisation"]);
+    a.submit(&g, 201);
+    let mut y_new = Chain::new("y/new");
+    a.submit(&y_new.grant(y, &[PURPOSE]), 201);
+    wait_for(Duration::from_secs(10), "X's new entry at B", || {
+        b.check(&x0.id(), &x, "dpv:Personalisation").decision == proto::api::Verdict::Allow
+    });
+    std::thread::sleep(Duration::from_secs(1));
+    assert_eq!(log_size(&b), 61, "B holds X's 61 entries and none of Y's");
+    assert_eq!(b.chain(&y_new.id()).head_seq, 0);
+    for c in &ys {
+        assert_eq!(b.chain(&c.id()).head_seq, 0);
+    }
+}

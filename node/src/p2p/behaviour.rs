@@ -47,6 +47,7 @@ impl Behaviour {
     pub fn new(
         key: &libp2p::identity::Keypair,
         mdns_on: bool,
+        interest: &[proto::PublicKey],
     ) -> Result<Self, Box<dyn std::error::Error + Send + Sync>> {
         let peer_id = key.public().to_peer_id();
         let gs_config = gossipsub::ConfigBuilder::default()
@@ -65,7 +66,18 @@ impl Behaviour {
             ip_colocation_factor_weight: 0.0,
             ..Default::default()
         };
-        for topic in [TOPIC_ENTRIES, TOPIC_FORKS] {
+        // Every node takes fork proofs; a node with an interest takes its controllers' entries,
+        // any other node every entry.
+        let topics: Vec<String> = if interest.is_empty() {
+            vec![TOPIC_ENTRIES.to_owned(), TOPIC_FORKS.to_owned()]
+        } else {
+            interest
+                .iter()
+                .map(proto::sync::controller_topic)
+                .chain([TOPIC_FORKS.to_owned()])
+                .collect()
+        };
+        for topic in &topics {
             let tp = gossipsub::TopicScoreParams {
                 topic_weight: 1.0,
                 mesh_message_deliveries_weight: 0.0,
@@ -74,7 +86,9 @@ impl Behaviour {
                 invalid_message_deliveries_decay: 0.9,
                 ..Default::default()
             };
-            params.topics.insert(IdentTopic::new(topic).hash(), tp);
+            params
+                .topics
+                .insert(IdentTopic::new(topic.as_str()).hash(), tp);
         }
         let thresholds = gossipsub::PeerScoreThresholds {
             gossip_threshold: -10.0,
@@ -86,9 +100,9 @@ impl Behaviour {
         gossipsub
             .with_peer_score(params, thresholds)
             .map_err(|e| format!("gossipsub peer score: {e}"))?;
-        for topic in [TOPIC_ENTRIES, TOPIC_FORKS] {
+        for topic in &topics {
             gossipsub
-                .subscribe(&IdentTopic::new(topic))
+                .subscribe(&IdentTopic::new(topic.as_str()))
                 .map_err(|e| format!("subscribing to {topic}: {e}"))?;
         }
         let sync = request_response::Behaviour::with_codec(

@@ -55,8 +55,10 @@ pub struct P2pConfig {
     pub bootstrap: Vec<Multiaddr>,
     /// mDNS discovery on the LAN.
     pub mdns: bool,
-    /// Time between background sync rounds with a random peer.
+    /// Time between background sync rounds with a peer.
     pub sync_interval: Duration,
+    /// Replicate only the chains that name one of these controllers (empty: every chain).
+    pub interest: Vec<proto::PublicKey>,
 }
 
 /// Builds a swarm on TCP + Noise + Yamux and QUIC with the given identity.
@@ -66,6 +68,7 @@ pub struct P2pConfig {
 pub fn build_swarm(
     key: libp2p::identity::Keypair,
     mdns_on: bool,
+    interest: &[proto::PublicKey],
 ) -> anyhow::Result<libp2p::Swarm<Behaviour>> {
     Ok(libp2p::SwarmBuilder::with_existing_identity(key)
         .with_tokio()
@@ -76,7 +79,7 @@ pub fn build_swarm(
         )?
         .with_quic()
         .with_dns()?
-        .with_behaviour(|key| Behaviour::new(key, mdns_on))
+        .with_behaviour(|key| Behaviour::new(key, mdns_on, interest))
         .map_err(|e| anyhow::anyhow!("building the p2p behaviour: {e}"))?
         .with_swarm_config(|c| c.with_idle_connection_timeout(Duration::from_secs(120)))
         .build())
@@ -97,6 +100,10 @@ enum Command {
     Publish {
         topic: &'static str,
         data: Vec<u8>,
+    },
+    Announce {
+        data: Vec<u8>,
+        controllers: Vec<proto::PublicKey>,
     },
     Peers(oneshot::Sender<Vec<PeerInfo>>),
     Dial {
@@ -149,13 +156,11 @@ impl NetHandle {
             .collect()
     }
 
-    /// Announces an entry this node stored (canonical bytes). Dropped when the loop is
-    /// overloaded: peers then fetch it by sync.
-    pub fn publish_entry(&self, data: Vec<u8>) {
-        let _ = self.tx.try_send(Command::Publish {
-            topic: TOPIC_ENTRIES,
-            data,
-        });
+    /// Announces an entry this node stored (canonical bytes) on the all-entries topic and on the
+    /// topics of the controllers its chain names. Dropped when the loop is overloaded: peers then
+    /// fetch it by sync.
+    pub fn publish_entry(&self, data: Vec<u8>, controllers: Vec<proto::PublicKey>) {
+        let _ = self.tx.try_send(Command::Announce { data, controllers });
     }
 
     /// Announces a fork proof (canonical binary form). Proofs larger than a gossip message are
@@ -243,9 +248,15 @@ struct EventLoop {
     serving: Arc<Semaphore>,
     sync_tx: mpsc::Sender<sync::Trigger>,
     bootstrap: Vec<Multiaddr>,
-    /// Entries waiting to be announced together (one gossip message per batch).
-    outbox: Vec<Vec<u8>>,
-    outbox_bytes: usize,
+    /// Entries waiting to be announced together, per topic (one gossip message per batch).
+    outbox: HashMap<String, Outbox>,
+}
+
+/// One topic's entries waiting to be announced.
+#[derive(Default)]
+struct Outbox {
+    entries: Vec<Vec<u8>>,
+    bytes: usize,
 }
 
 /// Starts the p2p layer: binds the listen addresses, dials the bootstrap peers, and runs the
@@ -262,7 +273,7 @@ pub fn start(
 ) -> anyhow::Result<(NetHandle, tokio::task::JoinHandle<()>)> {
     use anyhow::Context;
     let kp = keypair(key)?;
-    let mut swarm = build_swarm(kp, config.mdns)?;
+    let mut swarm = build_swarm(kp, config.mdns, &config.interest)?;
     for addr in &config.listen {
         swarm
             .listen_on(addr.clone())
@@ -276,7 +287,7 @@ pub fn start(
         listen: Arc::new(Mutex::new(Vec::new())),
     };
     let (sync_tx, sync_rx) = mpsc::channel(1024);
-    let syncer = sync::Syncer::new(handle.clone(), ledger.clone());
+    let syncer = sync::Syncer::new(handle.clone(), ledger.clone(), config.interest.clone());
     tokio::spawn(syncer.run(sync_rx, config.sync_interval, shutdown.clone()));
     let mut el = EventLoop {
         swarm,
@@ -291,8 +302,7 @@ pub fn start(
         serving: Arc::new(Semaphore::new(MAX_SERVING)),
         sync_tx,
         bootstrap: config.bootstrap.clone(),
-        outbox: Vec::new(),
-        outbox_bytes: 0,
+        outbox: HashMap::new(),
     };
     el.dial_bootstrap();
     let task = tokio::spawn(async move { el.run(shutdown).await });
@@ -343,15 +353,30 @@ impl EventLoop {
         tracing::info!("p2p event loop stopped");
     }
 
-    /// Publishes the outbox as one gossip batch.
+    /// Publishes every outbox as one gossip batch per topic.
     fn announce(&mut self) {
-        let batch = proto::sync::encode_batch(self.outbox.iter().map(Vec::as_slice));
-        self.outbox.clear();
-        self.outbox_bytes = 0;
-        self.publish(TOPIC_ENTRIES, batch);
+        for (topic, o) in std::mem::take(&mut self.outbox) {
+            let batch = proto::sync::encode_batch(o.entries.iter().map(Vec::as_slice));
+            self.publish(&topic, batch);
+        }
     }
 
-    fn publish(&mut self, topic: &'static str, data: Vec<u8>) {
+    /// Adds an entry to one topic's outbox, announcing first when the batch would be too big.
+    fn enqueue(&mut self, topic: String, data: Vec<u8>) {
+        let o = self.outbox.entry(topic.clone()).or_default();
+        if o.bytes + data.len() + 2 > proto::sync::MAX_GOSSIP
+            || o.entries.len() >= proto::sync::MAX_BATCH
+        {
+            let o = std::mem::take(o);
+            let batch = proto::sync::encode_batch(o.entries.iter().map(Vec::as_slice));
+            self.publish(&topic, batch);
+        }
+        let o = self.outbox.entry(topic).or_default();
+        o.bytes += data.len() + 2;
+        o.entries.push(data);
+    }
+
+    fn publish(&mut self, topic: &str, data: Vec<u8>) {
         match self
             .swarm
             .behaviour_mut()
@@ -369,18 +394,11 @@ impl EventLoop {
 
     fn command(&mut self, cmd: Command) {
         match cmd {
-            Command::Publish {
-                topic: TOPIC_ENTRIES,
-                data,
-            } => {
-                if self.outbox_bytes + data.len() + 2 > proto::sync::MAX_GOSSIP {
-                    self.announce();
+            Command::Announce { data, controllers } => {
+                for c in &controllers {
+                    self.enqueue(proto::sync::controller_topic(c), data.clone());
                 }
-                self.outbox_bytes += data.len() + 2;
-                self.outbox.push(data);
-                if self.outbox.len() >= proto::sync::MAX_BATCH {
-                    self.announce();
-                }
+                self.enqueue(TOPIC_ENTRIES.to_owned(), data);
             }
             Command::Publish { topic, data } => self.publish(topic, data),
             Command::Peers(reply) => {
@@ -568,7 +586,12 @@ impl EventLoop {
                 .report_message_validation_result(&id, &source, MessageAcceptance::Ignore);
             return;
         };
-        let topic = if message.topic == IdentTopic::new(TOPIC_ENTRIES).hash() {
+        let topic = if message.topic == IdentTopic::new(TOPIC_ENTRIES).hash()
+            || message
+                .topic
+                .as_str()
+                .starts_with(proto::sync::TOPIC_CONTROLLER_PREFIX)
+        {
             TOPIC_ENTRIES
         } else if message.topic == IdentTopic::new(TOPIC_FORKS).hash() {
             TOPIC_FORKS

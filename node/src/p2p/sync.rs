@@ -58,12 +58,18 @@ pub struct RoundStats {
 pub struct Syncer {
     net: NetHandle,
     ledger: Ledger,
+    /// The controllers whose chains this node replicates (empty: every chain).
+    interest: Vec<PublicKey>,
 }
 
 impl Syncer {
     /// A syncer over the event loop's handle.
-    pub fn new(net: NetHandle, ledger: Ledger) -> Self {
-        Syncer { net, ledger }
+    pub fn new(net: NetHandle, ledger: Ledger, interest: Vec<PublicKey>) -> Self {
+        Syncer {
+            net,
+            ledger,
+            interest,
+        }
     }
 
     /// Runs until `shutdown`: a round on every trigger, and one with a random peer every
@@ -144,20 +150,53 @@ impl Syncer {
         }
     }
 
-    /// One full round with `peer`.
+    /// One full round with `peer`: over every chain, or, for a node with an interest, over the
+    /// chains of each of its controllers in turn.
     ///
     /// # Errors
     /// When a request fails or the peer answers out of protocol.
     pub async fn round(&self, peer: PeerId) -> Result<RoundStats, String> {
+        if self.interest.is_empty() {
+            return self.round_for(peer, None).await;
+        }
+        let mut total = RoundStats::default();
+        for c in &self.interest {
+            let s = self.round_for(peer, Some(*c)).await?;
+            total.differing += s.differing;
+            total.stored += s.stored;
+            total.requests += s.requests;
+        }
+        Ok(total)
+    }
+
+    fn digest_req(filter: Option<PublicKey>, prefix: Vec<u8>) -> Request {
+        match filter {
+            None => Request::Digest { prefix },
+            Some(controller) => Request::DigestFor { controller, prefix },
+        }
+    }
+
+    fn my_digest(&self, filter: Option<PublicKey>, prefix: &[u8]) -> Vec<proto::sync::Bucket> {
+        match filter {
+            None => self.ledger.digest_children(prefix),
+            Some(c) => self.ledger.digest_children_for(&c, prefix),
+        }
+    }
+
+    async fn round_for(
+        &self,
+        peer: PeerId,
+        filter: Option<PublicKey>,
+    ) -> Result<RoundStats, String> {
         let mut stats = RoundStats::default();
         let theirs = match self
-            .ask(peer, Request::Digest { prefix: vec![] }, &mut stats)
+            .ask(peer, Self::digest_req(filter, vec![]), &mut stats)
             .await?
         {
             Response::Digest(b) => b,
             _ => return Err(self.bad(peer, "unexpected answer to digest")),
         };
-        let mine = self.ledger.digest_children(&[]);
+        let mine = self.my_digest(filter, &[]);
         if mine == theirs {
             self.ledger.metrics().sync_lag_subjects.set(0);
             return Ok(stats);
@@ -177,13 +216,13 @@ impl Syncer {
                     continue;
                 }
                 let leaves = match self
-                    .ask(peer, Request::Digest { prefix: vec![b] }, &mut stats)
+                    .ask(peer, Self::digest_req(filter, vec![b]), &mut stats)
                     .await?
                 {
                     Response::Digest(l) => l,
                     _ => return Err(self.bad(peer, "unexpected answer to digest")),
                 };
-                let my_leaves = self.ledger.digest_children(&[b]);
+                let my_leaves = self.my_digest(filter, &[b]);
                 for (j, (m, t)) in my_leaves.iter().zip(&leaves).enumerate() {
                     if m != t && t.count > 0 {
                         lists.push(vec![b, j as u8]);
@@ -198,10 +237,18 @@ impl Syncer {
         for prefix in lists {
             let mut after = None;
             loop {
-                let req = Request::Heads {
-                    prefix: prefix.clone(),
-                    after,
-                    limit: MAX_HEADS,
+                let req = match filter {
+                    None => Request::Heads {
+                        prefix: prefix.clone(),
+                        after,
+                        limit: MAX_HEADS,
+                    },
+                    Some(controller) => Request::HeadsFor {
+                        controller,
+                        prefix: prefix.clone(),
+                        after,
+                        limit: MAX_HEADS,
+                    },
                 };
                 let (heads, more) = match self.ask(peer, req, &mut stats).await? {
                     Response::Heads { heads, more } => (heads, more),
@@ -508,7 +555,24 @@ pub fn serve(ledger: &Ledger, req: Request) -> Response {
             prefix,
             after,
             limit,
-        } => match ledger.heads(&prefix, after.as_ref(), usize::from(limit)) {
+        } => match ledger.heads(&prefix, after.as_ref(), usize::from(limit), None) {
+            Ok((heads, more)) => Response::Heads { heads, more },
+            Err(e) => internal(e),
+        },
+        Request::DigestFor { controller, prefix } => {
+            Response::Digest(ledger.digest_children_for(&controller, &prefix))
+        }
+        Request::HeadsFor {
+            controller,
+            prefix,
+            after,
+            limit,
+        } => match ledger.heads(
+            &prefix,
+            after.as_ref(),
+            usize::from(limit),
+            Some(&controller),
+        ) {
             Ok((heads, more)) => Response::Heads { heads, more },
             Err(e) => internal(e),
         },
