@@ -250,6 +250,8 @@ struct EventLoop {
     bootstrap: Vec<Multiaddr>,
     /// Entries waiting to be announced together, per topic (one gossip message per batch).
     outbox: HashMap<String, Outbox>,
+    /// When Kademlia last looked for more peers.
+    last_kad_bootstrap: Option<Instant>,
 }
 
 /// One topic's entries waiting to be announced.
@@ -303,6 +305,7 @@ pub fn start(
         sync_tx,
         bootstrap: config.bootstrap.clone(),
         outbox: HashMap::new(),
+        last_kad_bootstrap: None,
     };
     el.dial_bootstrap();
     let task = tokio::spawn(async move { el.run(shutdown).await });
@@ -519,6 +522,14 @@ impl EventLoop {
                 if first {
                     tracing::info!(peer = %peer_id, "peer connected");
                     let _ = self.sync_tx.try_send(sync::Trigger::Peer(peer_id));
+                    // A new peer knows others: ask Kademlia for them (at most every 5 s).
+                    if self
+                        .last_kad_bootstrap
+                        .is_none_or(|t| t.elapsed() > Duration::from_secs(5))
+                    {
+                        self.last_kad_bootstrap = Some(Instant::now());
+                        let _ = self.swarm.behaviour_mut().kad.bootstrap();
+                    }
                 }
             }
             SwarmEvent::ConnectionClosed {
