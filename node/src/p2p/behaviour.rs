@@ -32,10 +32,14 @@ pub struct Behaviour {
     pub mdns: Toggle<mdns::tokio::Behaviour>,
 }
 
-/// A gossip message id: the SHA-256 of its payload, so the same entry published by two nodes is
-/// one message.
-fn message_id(m: &gossipsub::Message) -> MessageId {
-    MessageId::from(sha2::Sha256::digest(&m.data).to_vec())
+/// A gossip message id: `SHA-256(topic || 0x00 || payload)`, so the same batch published by two
+/// nodes on one topic is one message, and the same batch on two topics is two.
+pub fn message_id(m: &gossipsub::Message) -> MessageId {
+    let mut h = sha2::Sha256::new();
+    h.update(m.topic.as_str().as_bytes());
+    h.update([0u8]);
+    h.update(&m.data);
+    MessageId::from(h.finalize().to_vec())
 }
 
 impl Behaviour {
@@ -141,5 +145,26 @@ impl Behaviour {
             kad,
             mdns: Toggle::from(mdns),
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn message_id_covers_topic_and_payload() {
+        let m = |topic: &str| gossipsub::Message {
+            source: None,
+            data: vec![0],
+            sequence_number: None,
+            topic: gossipsub::TopicHash::from_raw(topic),
+        };
+        // The example of docs/PROTOCOL.md 16.2.
+        assert_eq!(
+            hex::encode(message_id(&m("consent-ledger/forks/1")).0),
+            "d48f73eccc43136d6beea02ace72d61dda1a030ad1ec0c00d3f5e044a06e2c71"
+        );
+        assert_ne!(message_id(&m(TOPIC_ENTRIES)), message_id(&m(TOPIC_FORKS)));
     }
 }

@@ -104,6 +104,8 @@ enum Command {
     Announce {
         data: Vec<u8>,
         controllers: Vec<proto::PublicKey>,
+        /// Also on the all-entries topic.
+        all: bool,
     },
     Peers(oneshot::Sender<Vec<PeerInfo>>),
     Dial {
@@ -160,7 +162,11 @@ impl NetHandle {
     /// topics of the controllers its chain names. Dropped when the loop is overloaded: peers then
     /// fetch it by sync.
     pub fn publish_entry(&self, data: Vec<u8>, controllers: Vec<proto::PublicKey>) {
-        let _ = self.tx.try_send(Command::Announce { data, controllers });
+        let _ = self.tx.try_send(Command::Announce {
+            data,
+            controllers,
+            all: true,
+        });
     }
 
     /// Announces a fork proof (canonical binary form). Proofs larger than a gossip message are
@@ -397,11 +403,17 @@ impl EventLoop {
 
     fn command(&mut self, cmd: Command) {
         match cmd {
-            Command::Announce { data, controllers } => {
+            Command::Announce {
+                data,
+                controllers,
+                all,
+            } => {
                 for c in &controllers {
                     self.enqueue(proto::sync::controller_topic(c), data.clone());
                 }
-                self.enqueue(TOPIC_ENTRIES.to_owned(), data);
+                if all {
+                    self.enqueue(TOPIC_ENTRIES.to_owned(), data);
+                }
             }
             Command::Publish { topic, data } => self.publish(topic, data),
             Command::Peers(reply) => {
@@ -615,12 +627,35 @@ impl EventLoop {
             self.strike(source, "unknown_topic");
             return;
         };
+        let from_all = message.topic == IdentTopic::new(TOPIC_ENTRIES).hash();
         let ledger = self.ledger.clone();
         let handle = self.handle.clone();
         let sync_tx = self.sync_tx.clone();
         tokio::spawn(async move {
             let v = sync::validate_gossip(&ledger, topic, &message.data).await;
             drop(permit);
+            // Full nodes relay what they stored from the all-entries topic to the controllers'
+            // topics, which they do not subscribe to: brand nodes hear of entries submitted at
+            // nodes they are not connected to.
+            if from_all {
+                use crate::store::Store;
+                for (subject, bytes) in v.stored {
+                    let controllers = ledger
+                        .store()
+                        .subject(&subject)
+                        .ok()
+                        .flatten()
+                        .map(|r| crate::ledger::controllers_of(&r))
+                        .unwrap_or_default();
+                    if !controllers.is_empty() {
+                        let _ = handle.tx.try_send(Command::Announce {
+                            data: bytes,
+                            controllers,
+                            all: false,
+                        });
+                    }
+                }
+            }
             for (subject, from_seq) in v.gaps {
                 let _ = sync_tx.try_send(sync::Trigger::Gap {
                     peer: source,

@@ -159,14 +159,27 @@ impl Syncer {
         if self.interest.is_empty() {
             return self.round_for(peer, None).await;
         }
+        // One controller's failed round does not stop the others'.
         let mut total = RoundStats::default();
+        let mut failed = None;
         for c in &self.interest {
-            let s = self.round_for(peer, Some(*c)).await?;
-            total.differing += s.differing;
-            total.stored += s.stored;
-            total.requests += s.requests;
+            match self.round_for(peer, Some(*c)).await {
+                Ok(s) => {
+                    total.differing += s.differing;
+                    total.stored += s.stored;
+                    total.requests += s.requests;
+                }
+                Err(e) => failed = Some(e),
+            }
         }
-        Ok(total)
+        self.ledger
+            .metrics()
+            .sync_lag_subjects
+            .set(total.differing as i64);
+        match failed {
+            Some(e) if total.requests == 0 => Err(e),
+            _ => Ok(total),
+        }
     }
 
     fn digest_req(filter: Option<PublicKey>, prefix: Vec<u8>) -> Request {
@@ -446,6 +459,8 @@ pub struct GossipVerdict {
     pub gaps: Vec<(PublicKey, u64)>,
     /// A fork proof to announce.
     pub fork: Option<Vec<u8>>,
+    /// Entries this message brought that were stored here: (subject, canonical bytes).
+    pub stored: Vec<(PublicKey, Vec<u8>)>,
 }
 
 /// Decodes and submits a gossip message; the answer says whether to forward it.
@@ -460,6 +475,7 @@ pub async fn validate_gossip(ledger: &Ledger, topic: &str, data: &[u8]) -> Gossi
         reason,
         gaps: Vec::new(),
         fork: None,
+        stored: Vec::new(),
     };
     if topic != TOPIC_ENTRIES {
         let proof = match ForkProof::from_bytes(data) {
@@ -473,7 +489,7 @@ pub async fn validate_gossip(ledger: &Ledger, topic: &str, data: &[u8]) -> Gossi
         return verdict(MessageAcceptance::Reject, Some("gossip_malformed"));
     };
     let mut entries = Vec::with_capacity(raw.len());
-    for b in raw {
+    for b in &raw {
         match Entry::from_bytes(b) {
             Ok(e) => entries.push(e),
             Err(_) => return verdict(MessageAcceptance::Reject, Some("gossip_malformed")),
@@ -486,10 +502,12 @@ pub async fn validate_gossip(ledger: &Ledger, topic: &str, data: &[u8]) -> Gossi
     let mut v = verdict(MessageAcceptance::Accept, None);
     let mut ignored = false;
     let now = ledger.clock().now_ms();
-    for (r, (subject, issued_at)) in ledger.submit_many(entries).await.into_iter().zip(meta) {
+    let results = ledger.submit_many(entries).await;
+    for ((r, (subject, issued_at)), bytes) in results.into_iter().zip(meta).zip(raw) {
         match r {
             Ok(o) => match o.status {
                 SubmitStatus::Stored => {
+                    v.stored.push((subject, bytes.to_vec()));
                     let lag = now.saturating_sub(issued_at);
                     ledger
                         .metrics()
