@@ -1074,6 +1074,26 @@ pub fn consent(controller: PublicKey, purposes: &[&str]) -> Consent {
     }
 }
 
+/// `n` chains labelled `label/0` .. `label/{n-1}`, each of `len` grants of `purpose` to
+/// `controller`: bulk data for replication tests.
+pub fn grant_chains(
+    label: &str,
+    n: usize,
+    len: usize,
+    controller: PublicKey,
+    purpose: &str,
+) -> Vec<Vec<Entry>> {
+    (0..n)
+        .map(|i| {
+            let mut c = Chain::new(&format!("{label}/{i}"));
+            for _ in 0..len {
+                c.grant(controller, &[purpose]);
+            }
+            c.entries
+        })
+        .collect()
+}
+
 /// A customer's chain under construction, signed by whichever key is current.
 ///
 /// `issued_at` comes from the real clock (never going back along the chain) unless the next

@@ -34,15 +34,7 @@ fn cluster(n: usize) -> Vec<TestNode> {
 
 /// `n` chains of `len` grants each, labelled `label`.
 fn chains(label: &str, n: usize, len: usize) -> Vec<Vec<proto::entry::Entry>> {
-    (0..n)
-        .map(|i| {
-            let mut c = Chain::new(&format!("{label}/{i}"));
-            for _ in 0..len {
-                c.grant(brand(), &[PURPOSE]);
-            }
-            c.entries
-        })
-        .collect()
+    tests::grant_chains(label, n, len, brand(), PURPOSE)
 }
 
 fn log_size(n: &TestNode) -> u64 {

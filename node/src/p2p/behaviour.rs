@@ -32,6 +32,9 @@ pub struct Behaviour {
     pub mdns: Toggle<mdns::tokio::Behaviour>,
 }
 
+/// The gossipsub score below which a peer's messages are ignored (and the node bans it).
+pub const GRAYLIST_THRESHOLD: f64 = -80.0;
+
 /// A gossip message id: `SHA-256(topic || 0x00 || payload)`, so the same batch published by two
 /// nodes on one topic is one message, and the same batch on two topics is two.
 pub fn message_id(m: &gossipsub::Message) -> MessageId {
@@ -97,7 +100,7 @@ impl Behaviour {
         let thresholds = gossipsub::PeerScoreThresholds {
             gossip_threshold: -10.0,
             publish_threshold: -50.0,
-            graylist_threshold: -80.0,
+            graylist_threshold: GRAYLIST_THRESHOLD,
             accept_px_threshold: 10.0,
             opportunistic_graft_threshold: 20.0,
         };

@@ -1,12 +1,25 @@
 //! The sync protocol's framing for libp2p request-response: each message is a 4-byte big-endian
 //! length followed by that many bytes of a `proto::sync` request or response. Lengths beyond
 //! `proto::sync::MAX_MESSAGE` are refused before anything is allocated.
+//!
+//! An inbound request that does not decode is not an I/O error here: it reaches the event loop as
+//! [`SyncRequest::Malformed`], so that the loop knows the peer, counts a strike and answers
+//! `Error` code 1 (request-response does not report failed inbound reads).
 
 use std::io;
 
 use futures::prelude::*;
 use libp2p::StreamProtocol;
 use proto::sync::{Request, Response, MAX_MESSAGE};
+
+/// A sync request as read from a stream.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum SyncRequest {
+    /// A request that decoded.
+    Valid(Request),
+    /// Bytes that did not: why.
+    Malformed(String),
+}
 
 /// The codec (stateless).
 #[derive(Clone, Copy, Debug, Default)]
@@ -45,14 +58,23 @@ fn invalid(e: proto::sync::WireError) -> io::Error {
 
 impl libp2p::request_response::Codec for SyncCodec {
     type Protocol = StreamProtocol;
-    type Request = Request;
+    type Request = SyncRequest;
     type Response = Response;
 
-    async fn read_request<T>(&mut self, _: &StreamProtocol, io: &mut T) -> io::Result<Request>
+    async fn read_request<T>(&mut self, _: &StreamProtocol, io: &mut T) -> io::Result<SyncRequest>
     where
         T: AsyncRead + Unpin + Send,
     {
-        Request::from_bytes(&read_frame(io).await?).map_err(invalid)
+        match read_frame(io).await {
+            Ok(body) => Ok(match Request::from_bytes(&body) {
+                Ok(r) => SyncRequest::Valid(r),
+                Err(e) => SyncRequest::Malformed(e.to_string()),
+            }),
+            Err(e) if e.kind() == io::ErrorKind::InvalidData => {
+                Ok(SyncRequest::Malformed(e.to_string()))
+            }
+            Err(e) => Err(e),
+        }
     }
 
     async fn read_response<T>(&mut self, _: &StreamProtocol, io: &mut T) -> io::Result<Response>
@@ -66,12 +88,18 @@ impl libp2p::request_response::Codec for SyncCodec {
         &mut self,
         _: &StreamProtocol,
         io: &mut T,
-        req: Request,
+        req: SyncRequest,
     ) -> io::Result<()>
     where
         T: AsyncWrite + Unpin + Send,
     {
-        write_frame(io, &req.to_bytes()).await
+        match req {
+            SyncRequest::Valid(r) => write_frame(io, &r.to_bytes()).await,
+            SyncRequest::Malformed(_) => Err(io::Error::new(
+                io::ErrorKind::InvalidInput,
+                "a malformed request is never sent",
+            )),
+        }
     }
 
     async fn write_response<T>(

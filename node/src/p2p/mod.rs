@@ -438,7 +438,11 @@ impl EventLoop {
                 let _ = reply.send(r);
             }
             Command::Request { peer, req, reply } => {
-                let id = self.swarm.behaviour_mut().sync.send_request(&peer, req);
+                let id = self
+                    .swarm
+                    .behaviour_mut()
+                    .sync
+                    .send_request(&peer, codec::SyncRequest::Valid(req));
                 self.requests.insert(id, reply);
             }
             Command::Respond { channel, resp } => {
@@ -473,7 +477,15 @@ impl EventLoop {
         e.0 += 1;
         let n = e.0;
         tracing::debug!(%peer, reason, strikes = n, "peer sent invalid data");
-        if n >= BAN_STRIKES && !self.banned.contains_key(&peer) {
+        // Gossipsub stops listening to a peer below the graylist threshold, so its strikes
+        // would stop too: such a peer is banned at once.
+        let graylisted = self
+            .swarm
+            .behaviour()
+            .gossipsub
+            .peer_score(&peer)
+            .is_some_and(|s| s < behaviour::GRAYLIST_THRESHOLD);
+        if (n >= BAN_STRIKES || graylisted) && !self.banned.contains_key(&peer) {
             tracing::warn!(%peer, strikes = n, reason, "banning peer for sending invalid data");
             self.banned.insert(peer, Instant::now());
             self.ledger.metrics().peers_banned.inc();
@@ -678,7 +690,7 @@ impl EventLoop {
         });
     }
 
-    fn sync_event(&mut self, ev: request_response::Event<Request, Response>) {
+    fn sync_event(&mut self, ev: request_response::Event<codec::SyncRequest, Response>) {
         match ev {
             request_response::Event::Message { peer, message, .. } => match message {
                 request_response::Message::Request {
@@ -687,6 +699,20 @@ impl EventLoop {
                     if self.is_banned(&peer) {
                         return;
                     }
+                    let request = match request {
+                        codec::SyncRequest::Valid(r) => r,
+                        codec::SyncRequest::Malformed(why) => {
+                            let _ = self.swarm.behaviour_mut().sync.send_response(
+                                channel,
+                                Response::Error {
+                                    code: 1,
+                                    message: format!("malformed request: {why}"),
+                                },
+                            );
+                            self.strike(peer, "sync_garbage");
+                            return;
+                        }
+                    };
                     let Ok(permit) = self.serving.clone().try_acquire_owned() else {
                         let _ = self.swarm.behaviour_mut().sync.send_response(
                             channel,
