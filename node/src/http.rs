@@ -200,6 +200,8 @@ fn parse_time(s: &str) -> ApiResult<u64> {
         node_info,
         peers,
         dial_peer,
+        block_peer,
+        unblock_peer,
         metrics
     ),
     components(schemas(
@@ -245,6 +247,10 @@ pub fn router(state: AppState) -> Router {
         .route("/v1/events", get(events))
         .route("/v1/node/info", get(node_info))
         .route("/v1/peers", get(peers).post(dial_peer))
+        .route(
+            "/v1/peers/{peer_id}/block",
+            post(block_peer).delete(unblock_peer),
+        )
         .route("/healthz", get(healthz))
         .route("/metrics", get(metrics))
         .route("/openapi.json", get(openapi))
@@ -359,7 +365,22 @@ async fn submit_entry(
         }
         ApiError::from(e)
     })?;
-    if let (Some(net), Some(bytes), SubmitStatus::Stored) = (&st.net, bytes, out.status) {
+    // Stored or pending (valid, waiting for its predecessor here): either way peers may be able
+    // to use it, so it is announced.
+    if let (Some(net), SubmitStatus::Pending) = (&st.net, out.status) {
+        // Its predecessors may be at peers: ask them.
+        let head = st
+            .ledger
+            .store()
+            .subject(&subject)
+            .ok()
+            .flatten()
+            .map_or(0, |r| r.head.seq);
+        net.fetch_gap(subject, head + 1);
+    }
+    if let (Some(net), Some(bytes), SubmitStatus::Stored | SubmitStatus::Pending) =
+        (&st.net, bytes, out.status)
+    {
         // The chain's controllers: each hears of the entry on its own topic.
         let controllers = st
             .ledger
@@ -1029,6 +1050,44 @@ async fn peers(State(st): State<AppState>) -> Json<Vec<PeerInfo>> {
         Some(n) => Json(n.peers().await),
         None => Json(Vec::new()),
     }
+}
+
+/// Blocks a peer: disconnects it and refuses it until unblocked (an operator's way to cut a
+/// link, e.g. for partition drills). 204.
+#[utoipa::path(post, path = "/v1/peers/{peer_id}/block",
+    params(("peer_id" = String, Path, description = "libp2p peer id")),
+    responses((status = 204, description = "blocked"), (status = 400, body = ErrorBody), (status = 503, body = ErrorBody)))]
+async fn block_peer(
+    State(st): State<AppState>,
+    axum::extract::Path(peer_id): axum::extract::Path<String>,
+) -> ApiResult<StatusCode> {
+    set_blocked(&st, &peer_id, true).await
+}
+
+/// Unblocks a peer and dials it again. 204.
+#[utoipa::path(delete, path = "/v1/peers/{peer_id}/block",
+    params(("peer_id" = String, Path, description = "libp2p peer id")),
+    responses((status = 204, description = "unblocked"), (status = 400, body = ErrorBody), (status = 503, body = ErrorBody)))]
+async fn unblock_peer(
+    State(st): State<AppState>,
+    axum::extract::Path(peer_id): axum::extract::Path<String>,
+) -> ApiResult<StatusCode> {
+    set_blocked(&st, &peer_id, false).await
+}
+
+async fn set_blocked(st: &AppState, peer_id: &str, block: bool) -> ApiResult<StatusCode> {
+    let peer: libp2p::PeerId = peer_id
+        .parse()
+        .map_err(|e| ApiError::bad_request(format!("peer_id: not a libp2p peer id: {e}")))?;
+    let net = st.net.as_ref().ok_or_else(|| {
+        ApiError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "unavailable",
+            "replication is off on this node",
+        )
+    })?;
+    net.block(peer, block).await;
+    Ok(StatusCode::NO_CONTENT)
 }
 
 /// `POST /v1/peers` body.

@@ -741,6 +741,19 @@ impl TestNode {
         });
     }
 
+    /// Blocks (`POST /v1/peers/{id}/block`) or unblocks (`DELETE`) another node at this one.
+    #[track_caller]
+    pub fn set_blocked(&self, other_peer_id: &str, block: bool) {
+        let method = if block { "POST" } else { "DELETE" };
+        self.request(
+            method,
+            &format!("/v1/peers/{other_peer_id}/block"),
+            &[],
+            None,
+        )
+        .expect_status(204);
+    }
+
     /// Every entry hash in this node's ingest log (`GET /v1/log/entries`, all pages), in log
     /// order.
     #[track_caller]
@@ -1028,6 +1041,25 @@ impl EventStream {
                 panic!("the SSE stream ended while waiting for {what}")
             }
         }
+    }
+}
+
+/// A small seeded generator (xorshift64*) for reproducible test schedules; seed it with an odd
+/// number.
+pub struct Rng(pub u64);
+
+impl Rng {
+    /// The next 64 random bits.
+    pub fn next_u64(&mut self) -> u64 {
+        self.0 ^= self.0 >> 12;
+        self.0 ^= self.0 << 25;
+        self.0 ^= self.0 >> 27;
+        self.0.wrapping_mul(0x2545_f491_4f6c_dd1d)
+    }
+
+    /// A number in `0..n`.
+    pub fn below(&mut self, n: usize) -> usize {
+        (self.next_u64() % n as u64) as usize
     }
 }
 

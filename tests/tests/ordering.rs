@@ -8,7 +8,7 @@
 
 use proto::state::ConsentState;
 use proto::Entry;
-use tests::{key, Chain, TestNode};
+use tests::{key, Chain, Rng, TestNode};
 
 const ENTRIES: usize = 200;
 const ORDERS: usize = 50;
@@ -20,21 +20,6 @@ const PURPOSES: [&str; 4] = [
 ];
 
 /// xorshift64*: small, seeded, good enough to shuffle.
-struct Rng(u64);
-
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 ^= self.0 >> 12;
-        self.0 ^= self.0 << 25;
-        self.0 ^= self.0 >> 27;
-        self.0.wrapping_mul(0x2545_f491_4f6c_dd1d)
-    }
-
-    fn below(&mut self, n: usize) -> usize {
-        (self.next() % n as u64) as usize
-    }
-}
-
 fn build_chain(label: &str, rng: &mut Rng) -> Chain {
     let brand = key("ordering/brand").public_key();
     let mut c = Chain::new(label);

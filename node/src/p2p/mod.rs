@@ -112,6 +112,15 @@ enum Command {
         addr: Multiaddr,
         reply: oneshot::Sender<Result<(), String>>,
     },
+    Block {
+        peer: PeerId,
+        block: bool,
+        reply: oneshot::Sender<()>,
+    },
+    Gap {
+        subject: proto::PublicKey,
+        from_seq: u64,
+    },
     Request {
         peer: PeerId,
         req: Request,
@@ -204,6 +213,20 @@ impl NetHandle {
             .map_err(|_| "the p2p loop has stopped".to_owned())?
     }
 
+    /// Blocks a peer (disconnects it and refuses it until unblocked) or unblocks it (and dials
+    /// it again through the addresses the node knows): an operator's way to cut or restore a link.
+    pub async fn block(&self, peer: PeerId, block: bool) {
+        let (reply, rx) = oneshot::channel();
+        if self
+            .tx
+            .send(Command::Block { peer, block, reply })
+            .await
+            .is_ok()
+        {
+            let _ = rx.await;
+        }
+    }
+
     /// Sends a sync request and waits for the answer.
     ///
     /// # Errors
@@ -216,6 +239,11 @@ impl NetHandle {
             .map_err(|_| "the p2p loop has stopped".to_owned())?;
         rx.await
             .map_err(|_| "the p2p loop has stopped".to_owned())?
+    }
+
+    /// Asks peers for a subject's entries from `from_seq` on (a submission here is pending).
+    pub fn fetch_gap(&self, subject: proto::PublicKey, from_seq: u64) {
+        let _ = self.tx.try_send(Command::Gap { subject, from_seq });
     }
 
     /// Counts a strike against a peer that sent invalid data.
@@ -250,6 +278,8 @@ struct EventLoop {
     /// Strikes per peer, with when the count started; counts older than [`STRIKE_WINDOW`] restart.
     strikes: HashMap<PeerId, (u32, Instant)>,
     banned: HashMap<PeerId, Instant>,
+    /// Peers the operator blocked (`POST /v1/peers/{id}/block`).
+    blocked: HashSet<PeerId>,
     validating: Arc<Semaphore>,
     serving: Arc<Semaphore>,
     sync_tx: mpsc::Sender<sync::Trigger>,
@@ -306,6 +336,7 @@ pub fn start(
         requests: HashMap::new(),
         strikes: HashMap::new(),
         banned: HashMap::new(),
+        blocked: HashSet::new(),
         validating: Arc::new(Semaphore::new(MAX_VALIDATING)),
         serving: Arc::new(Semaphore::new(MAX_SERVING)),
         sync_tx,
@@ -437,6 +468,35 @@ impl EventLoop {
                 let r = self.swarm.dial(addr).map_err(|e| e.to_string());
                 let _ = reply.send(r);
             }
+            Command::Gap { subject, from_seq } => {
+                if let Some(peer) = self.peers.keys().next().copied() {
+                    let _ = self.sync_tx.try_send(sync::Trigger::Gap {
+                        peer,
+                        subject,
+                        from_seq,
+                    });
+                }
+            }
+            Command::Block { peer, block, reply } => {
+                if block {
+                    tracing::info!(%peer, "peer blocked by the operator");
+                    self.blocked.insert(peer);
+                    self.swarm.behaviour_mut().gossipsub.blacklist_peer(&peer);
+                    let _ = self.swarm.disconnect_peer_id(peer);
+                } else if self.blocked.remove(&peer) {
+                    tracing::info!(%peer, "peer unblocked by the operator");
+                    if !self.banned.contains_key(&peer) {
+                        self.swarm
+                            .behaviour_mut()
+                            .gossipsub
+                            .remove_blacklisted_peer(&peer);
+                    }
+                    if let Err(e) = self.swarm.dial(peer) {
+                        tracing::debug!(%peer, error = %e, "cannot redial the unblocked peer");
+                    }
+                }
+                let _ = reply.send(());
+            }
             Command::Request { peer, req, reply } => {
                 let id = self
                     .swarm
@@ -495,6 +555,9 @@ impl EventLoop {
     }
 
     fn is_banned(&mut self, peer: &PeerId) -> bool {
+        if self.blocked.contains(peer) {
+            return true;
+        }
         match self.banned.get(peer) {
             Some(t) if t.elapsed() < BAN_TIME => true,
             Some(_) => {

@@ -27,14 +27,18 @@ use tokio_util::sync::CancellationToken;
 use super::NetHandle;
 use crate::ledger::{IngestError, Ledger};
 
+/// Most peers asked to fill one gap.
+pub const MAX_GAP_PEERS: usize = 4;
+
 /// Why the syncer should run a round.
 #[derive(Debug)]
 pub enum Trigger {
     /// A full round with a peer (on connect).
     Peer(PeerId),
-    /// One subject's entries from a seq on, from the peer that gossiped a later one.
+    /// One subject's entries from a seq on: from the peer that gossiped a later one (or any peer,
+    /// for a submission left pending), then from other peers until the gap is filled.
     Gap {
-        /// The peer.
+        /// The peer asked first.
         peer: PeerId,
         /// The subject.
         subject: PublicKey,
@@ -112,6 +116,11 @@ impl Syncer {
                             } else {
                                 tracing::Level::DEBUG
                             };
+                            // Entries came in: peers may hold more that depended on them
+                            // (entries pending elsewhere); ask the next peer soon.
+                            if s.stored > 0 {
+                                tick.reset_after(Duration::from_millis(250));
+                            }
                             if level == tracing::Level::INFO {
                                 tracing::info!(%peer, differing = s.differing, stored = s.stored, requests = s.requests, ms = started.elapsed().as_millis() as u64, "sync round");
                             } else {
@@ -126,15 +135,40 @@ impl Syncer {
                     subject,
                     from_seq,
                 } => {
-                    let mut want = BTreeMap::new();
-                    want.insert(subject, (from_seq, u64::MAX));
-                    let mut stats = RoundStats::default();
-                    if let Err(e) = self.fetch(peer, want, &mut stats).await {
-                        tracing::debug!(%peer, error = %e, "gap fetch failed");
+                    // The peer that sent the later entry first, then the others in turn, until
+                    // one of them fills the gap.
+                    let mut peers = vec![peer];
+                    for p in self.net.peers().await {
+                        match p.peer_id.parse::<PeerId>() {
+                            Ok(id) if id != peer && peers.len() < MAX_GAP_PEERS => peers.push(id),
+                            _ => {}
+                        }
+                    }
+                    for p in peers {
+                        if self.head(&subject) >= from_seq {
+                            break;
+                        }
+                        let mut want = BTreeMap::new();
+                        want.insert(subject, (self.head(&subject) + 1, u64::MAX));
+                        let mut stats = RoundStats::default();
+                        if let Err(e) = self.fetch(p, want, &mut stats).await {
+                            tracing::debug!(peer = %p, error = %e, "gap fetch failed");
+                        }
                     }
                 }
             }
         }
+    }
+
+    /// The subject's head seq here (0 when unknown).
+    fn head(&self, subject: &PublicKey) -> u64 {
+        use crate::store::Store;
+        self.ledger
+            .store()
+            .subject(subject)
+            .ok()
+            .flatten()
+            .map_or(0, |r| r.head.seq)
     }
 
     async fn ask(
