@@ -1,17 +1,21 @@
 //! Crash safety: `kill -9` (and, separately, SIGTERM) in the middle of bursts of concurrent
 //! submissions, many times over. Every entry the node acknowledged (2xx) must be there after the
-//! restart, chains must go on from what the node actually kept, and the store as each stop left
-//! it must pass `consent-node check`.
+//! restart, chains must go on from what the node actually kept, the store as each stop left it
+//! must pass `consent-node check`, and the restarted node must rejoin replication: a peer that
+//! runs throughout is connected again after every restart and ends with exactly the node's
+//! entries.
 
 use std::time::{Duration, Instant};
 
 use proto::api::ChainResponse;
 use proto::entry::{Body, Entry};
 use proto::keys::{Hash, PublicKey};
-use tests::{consent, key, signal, store_check, Chain, Client, Reply, TestNode};
+use tests::{
+    consent, key, signal, store_check, wait_for, Chain, Client, NodeOptions, Reply, TestNode,
+};
 
 /// kill -9 / restart cycles.
-const KILL_CYCLES: usize = 20;
+const KILL_CYCLES: usize = 50;
 /// SIGTERM / restart cycles.
 const TERM_CYCLES: usize = 5;
 /// Concurrent submitter threads, each with its own subjects.
@@ -175,7 +179,17 @@ fn run_cycles(how: Stop, cycles: usize, label: &str) -> usize {
     let started = Instant::now();
     let brand = key(&format!("brand/{label}")).public_key();
     let mut writers: Vec<Writer> = (0..WRITERS).map(Writer::new).collect();
-    let mut node = TestNode::new();
+    // The peer runs throughout; the node dials it at every start.
+    let peer = TestNode::new();
+    let peer_id = peer.info().peer_id;
+    let mut node = TestNode::spawn(NodeOptions::new().args(&["--bootstrap", &peer.p2p_addr()]));
+    let rejoined = |node: &TestNode, cycle: usize| {
+        wait_for(
+            tests::WAIT,
+            &format!("cycle {cycle}: the restarted node to reconnect to its peer"),
+            || node.peer_ids().contains(&peer_id),
+        );
+    };
     let mut total_acked = 0usize;
 
     for cycle in 1..=cycles {
@@ -229,6 +243,7 @@ fn run_cycles(how: Stop, cycles: usize, label: &str) -> usize {
         );
 
         node.start();
+        rejoined(&node, cycle);
         let (verified, kept_in_flight) = verify_and_resync(&node, &mut writers, cycle);
         let info = node.info();
         let held: usize = writers
@@ -263,6 +278,18 @@ fn run_cycles(how: Stop, cycles: usize, label: &str) -> usize {
         let e = w.chains[0].withdraw(brand, &[]);
         node.submit(&e, 201);
     }
+    // The peer ends with exactly the node's entries.
+    let mine: std::collections::BTreeSet<String> = node.log_hashes().into_iter().collect();
+    wait_for(
+        Duration::from_secs(60),
+        "the peer to hold exactly the node's entries",
+        || {
+            peer.log_hashes()
+                .into_iter()
+                .collect::<std::collections::BTreeSet<_>>()
+                == mine
+        },
+    );
     let status = node.terminate();
     assert!(status.success(), "exit status after SIGTERM: {status}");
     let out = store_check(node.data_dir(), &[]);
