@@ -58,6 +58,7 @@ impl HeadDigest {
     }
 
     /// Number of subjects.
+    #[cfg(test)]
     pub fn count(&self) -> u64 {
         self.leaves.iter().map(|b| u64::from(b.count)).sum()
     }
@@ -134,11 +135,6 @@ impl Digests {
             None => vec![Bucket::default(); FANOUT],
         }
     }
-}
-
-/// Whether `subject` starts with `prefix`.
-pub fn has_prefix(subject: &PublicKey, prefix: &[u8]) -> bool {
-    subject.as_bytes().starts_with(prefix)
 }
 
 #[cfg(test)]

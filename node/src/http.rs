@@ -109,7 +109,9 @@ impl IntoResponse for ApiError {
 impl From<IngestError> for ApiError {
     fn from(e: IngestError) -> Self {
         match e {
-            IngestError::Invalid(m) => ApiError::new(StatusCode::BAD_REQUEST, "invalid_entry", m),
+            IngestError::Invalid(m) | IngestError::OtherBranch(m) => {
+                ApiError::new(StatusCode::BAD_REQUEST, "invalid_entry", m)
+            }
             IngestError::Fork(proof) => ApiError {
                 status: StatusCode::CONFLICT,
                 code: "fork",
@@ -366,30 +368,15 @@ async fn submit_entry(
         ApiError::from(e)
     })?;
     // Stored or pending (valid, waiting for its predecessor here): either way peers may be able
-    // to use it, so it is announced.
-    if let (Some(net), SubmitStatus::Pending) = (&st.net, out.status) {
-        // Its predecessors may be at peers: ask them.
-        let head = st
-            .ledger
-            .store()
-            .subject(&subject)
-            .ok()
-            .flatten()
-            .map_or(0, |r| r.head.seq);
-        net.fetch_gap(subject, head + 1);
-    }
+    // to use it, so it is announced, on the topics of the controllers its chain names; a pending
+    // entry's predecessors may be at peers, so they are asked for them.
     if let (Some(net), Some(bytes), SubmitStatus::Stored | SubmitStatus::Pending) =
         (&st.net, bytes, out.status)
     {
-        // The chain's controllers: each hears of the entry on its own topic.
-        let controllers = st
-            .ledger
-            .store()
-            .subject(&subject)
-            .ok()
-            .flatten()
-            .map(|r| crate::ledger::controllers_of(&r))
-            .unwrap_or_default();
+        let (head, controllers) = st.ledger.head_and_controllers(&subject);
+        if out.status == SubmitStatus::Pending {
+            net.fetch_gap(subject, head + 1);
+        }
         net.publish_entry(bytes, controllers);
     }
     let code = match out.status {
@@ -1075,17 +1062,22 @@ async fn unblock_peer(
     set_blocked(&st, &peer_id, false).await
 }
 
-async fn set_blocked(st: &AppState, peer_id: &str, block: bool) -> ApiResult<StatusCode> {
-    let peer: libp2p::PeerId = peer_id
-        .parse()
-        .map_err(|e| ApiError::bad_request(format!("peer_id: not a libp2p peer id: {e}")))?;
-    let net = st.net.as_ref().ok_or_else(|| {
+/// The p2p handle, or 503 when replication is off.
+fn replication(st: &AppState) -> ApiResult<&crate::p2p::NetHandle> {
+    st.net.as_ref().ok_or_else(|| {
         ApiError::new(
             StatusCode::SERVICE_UNAVAILABLE,
             "unavailable",
             "replication is off on this node",
         )
-    })?;
+    })
+}
+
+async fn set_blocked(st: &AppState, peer_id: &str, block: bool) -> ApiResult<StatusCode> {
+    let peer: libp2p::PeerId = peer_id
+        .parse()
+        .map_err(|e| ApiError::bad_request(format!("peer_id: not a libp2p peer id: {e}")))?;
+    let net = replication(st)?;
     net.block(peer, block).await;
     Ok(StatusCode::NO_CONTENT)
 }
@@ -1110,13 +1102,7 @@ async fn dial_peer(
         .addr
         .parse()
         .map_err(|e| ApiError::bad_request(format!("addr: not a multiaddr: {e}")))?;
-    let net = st.net.as_ref().ok_or_else(|| {
-        ApiError::new(
-            StatusCode::SERVICE_UNAVAILABLE,
-            "unavailable",
-            "replication is off on this node",
-        )
-    })?;
+    let net = replication(&st)?;
     net.dial(addr)
         .await
         .map_err(|e| ApiError::bad_request(format!("cannot dial: {e}")))?;

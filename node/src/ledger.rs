@@ -60,6 +60,11 @@ pub enum IngestError {
     /// Malformed, badly signed, or not valid at its position (HTTP 400).
     #[error("{0}")]
     Invalid(String),
+    /// Not valid here because the subject is forked and the entry belongs to a branch this node
+    /// did not keep (HTTP 400, like [`IngestError::Invalid`]; not the sender's fault, so peers
+    /// that relay it are not penalised).
+    #[error("{0}")]
+    OtherBranch(String),
     /// A second valid entry at an existing position: the proof (HTTP 409).
     #[error("fork: the subject's key signed two different entries at seq {}", .0.seq())]
     Fork(Box<ForkProof>),
@@ -282,6 +287,27 @@ impl Ledger {
             });
         }
         out
+    }
+
+    /// The subject's record for best-effort uses (announcing, gap fetching): a read error is
+    /// logged and read as "unknown".
+    fn record_or_none(&self, subject: &PublicKey) -> Option<SubjectRecord> {
+        self.shared.store.subject(subject).unwrap_or_else(|e| {
+            tracing::debug!(%subject, error = %e, "subject record unreadable");
+            None
+        })
+    }
+
+    /// The subject's head seq (0 when unknown or unreadable).
+    pub fn head_seq(&self, subject: &PublicKey) -> u64 {
+        self.record_or_none(subject).map_or(0, |r| r.head.seq)
+    }
+
+    /// The subject's head seq and the controllers its chain names, from one record read
+    /// (`(0, [])` when unknown or unreadable).
+    pub fn head_and_controllers(&self, subject: &PublicKey) -> (u64, Vec<PublicKey>) {
+        self.record_or_none(subject)
+            .map_or((0, Vec::new()), |r| (r.head.seq, controllers_of(&r)))
     }
 
     /// The 256 child summaries of a subject-key prefix (0 or 1 bytes) of the head digest.
@@ -920,7 +946,11 @@ impl Writer {
             Some(mut r) => {
                 r.head.check_next_unsigned(&entry).map_err(|e| {
                     metrics.rejected(reason_of_chain(&e));
-                    IngestError::Invalid(e.to_string())
+                    if r.forked {
+                        IngestError::OtherBranch(e.to_string())
+                    } else {
+                        IngestError::Invalid(e.to_string())
+                    }
                 })?;
                 r.head.advance(&entry, hash);
                 r.consent.apply(&entry, hash);
@@ -1014,9 +1044,14 @@ impl Writer {
             }
             Err(e) => {
                 self.shared.metrics.rejected("not_at_position");
-                IngestError::Invalid(format!(
+                let m = format!(
                     "seq {seq} is already taken by another entry, and this one is not valid there: {e}"
-                ))
+                );
+                if rec.forked {
+                    IngestError::OtherBranch(m)
+                } else {
+                    IngestError::Invalid(m)
+                }
             }
         }
     }

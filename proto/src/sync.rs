@@ -257,6 +257,19 @@ impl<'a> Reader<'a> {
         }
         Ok(self.take(n, "prefix")?.to_vec())
     }
+    /// A heads page: prefix (0 to 2 bytes), optional `after` subject, limit (1..=MAX_HEADS).
+    fn page(&mut self) -> Result<(Vec<u8>, Option<PublicKey>, u16), WireError> {
+        let prefix = self.prefix(2)?;
+        let after = if self.flag("after tag")? {
+            Some(PublicKey::from_bytes(self.arr32("after")?))
+        } else {
+            None
+        };
+        let limit = self.u16("limit")?;
+        count(limit, MAX_HEADS, "limit")?;
+        Ok((prefix, after, limit))
+    }
+
     fn end(&self) -> Result<(), WireError> {
         if self.buf.is_empty() {
             Ok(())
@@ -273,6 +286,23 @@ fn count(n: u16, max: u16, field: &'static str) -> Result<usize, WireError> {
     Ok(usize::from(n))
 }
 
+fn put_prefix(prefix: &[u8], out: &mut Vec<u8>) {
+    out.push(prefix.len() as u8);
+    out.extend_from_slice(prefix);
+}
+
+fn put_page(prefix: &[u8], after: Option<&PublicKey>, limit: u16, out: &mut Vec<u8>) {
+    put_prefix(prefix, out);
+    match after {
+        None => out.push(0),
+        Some(s) => {
+            out.push(1);
+            out.extend_from_slice(s.as_bytes());
+        }
+    }
+    out.extend_from_slice(&limit.to_be_bytes());
+}
+
 impl Request {
     /// The canonical bytes (without the length prefix).
     pub fn to_bytes(&self) -> Vec<u8> {
@@ -280,8 +310,7 @@ impl Request {
         match self {
             Request::Digest { prefix } => {
                 out.push(0x01);
-                out.push(prefix.len() as u8);
-                out.extend_from_slice(prefix);
+                put_prefix(prefix, &mut out);
             }
             Request::Heads {
                 prefix,
@@ -289,16 +318,7 @@ impl Request {
                 limit,
             } => {
                 out.push(0x02);
-                out.push(prefix.len() as u8);
-                out.extend_from_slice(prefix);
-                match after {
-                    None => out.push(0),
-                    Some(s) => {
-                        out.push(1);
-                        out.extend_from_slice(s.as_bytes());
-                    }
-                }
-                out.extend_from_slice(&limit.to_be_bytes());
+                put_page(prefix, after.as_ref(), *limit, &mut out);
             }
             Request::Entries { wants, limit } => {
                 out.push(0x03);
@@ -316,8 +336,7 @@ impl Request {
             Request::DigestFor { controller, prefix } => {
                 out.push(0x05);
                 out.extend_from_slice(controller.as_bytes());
-                out.push(prefix.len() as u8);
-                out.extend_from_slice(prefix);
+                put_prefix(prefix, &mut out);
             }
             Request::HeadsFor {
                 controller,
@@ -327,16 +346,7 @@ impl Request {
             } => {
                 out.push(0x06);
                 out.extend_from_slice(controller.as_bytes());
-                out.push(prefix.len() as u8);
-                out.extend_from_slice(prefix);
-                match after {
-                    None => out.push(0),
-                    Some(s) => {
-                        out.push(1);
-                        out.extend_from_slice(s.as_bytes());
-                    }
-                }
-                out.extend_from_slice(&limit.to_be_bytes());
+                put_page(prefix, after.as_ref(), *limit, &mut out);
             }
         }
         out
@@ -356,14 +366,7 @@ impl Request {
                 prefix: r.prefix(1)?,
             },
             0x02 => {
-                let prefix = r.prefix(2)?;
-                let after = if r.flag("after tag")? {
-                    Some(PublicKey::from_bytes(r.arr32("after")?))
-                } else {
-                    None
-                };
-                let limit = r.u16("limit")?;
-                count(limit, MAX_HEADS, "limit")?;
+                let (prefix, after, limit) = r.page()?;
                 Request::Heads {
                     prefix,
                     after,
@@ -397,14 +400,7 @@ impl Request {
             }
             0x06 => {
                 let controller = PublicKey::from_bytes(r.arr32("controller")?);
-                let prefix = r.prefix(2)?;
-                let after = if r.flag("after tag")? {
-                    Some(PublicKey::from_bytes(r.arr32("after")?))
-                } else {
-                    None
-                };
-                let limit = r.u16("limit")?;
-                count(limit, MAX_HEADS, "limit")?;
+                let (prefix, after, limit) = r.page()?;
                 Request::HeadsFor {
                     controller,
                     prefix,

@@ -1044,6 +1044,26 @@ impl EventStream {
     }
 }
 
+/// `n` nodes that find each other only through their `--bootstrap` flag (the first node's
+/// address); returns once every other node is connected to the first.
+pub fn cluster(n: usize) -> Vec<TestNode> {
+    let first = TestNode::new();
+    let addr = first.p2p_addr();
+    let id = first.info().peer_id;
+    let mut nodes = vec![first];
+    for _ in 1..n {
+        nodes.push(TestNode::spawn(
+            NodeOptions::new().args(&["--bootstrap", &addr]),
+        ));
+    }
+    for node in &nodes[1..] {
+        wait_for(WAIT, "bootstrap connections", || {
+            node.peer_ids().contains(&id)
+        });
+    }
+    nodes
+}
+
 /// A small seeded generator (xorshift64*) for reproducible test schedules; seed it with an odd
 /// number.
 pub struct Rng(pub u64);

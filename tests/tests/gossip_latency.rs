@@ -5,25 +5,12 @@
 use std::time::{Duration, Instant};
 
 use proto::keys::PublicKey;
-use tests::{key, wait_for, Chain, NodeOptions, TestNode};
+use tests::{cluster, key, wait_for, Chain};
 
 const PURPOSE: &str = "dpv:Marketing";
 
 fn brand() -> PublicKey {
     key("brand").public_key()
-}
-
-/// Nodes that find each other only through their bootstrap flag.
-fn cluster(n: usize) -> Vec<TestNode> {
-    let first = TestNode::new();
-    let addr = first.p2p_addr();
-    let mut nodes = vec![first];
-    for _ in 1..n {
-        nodes.push(TestNode::spawn(
-            NodeOptions::new().args(&["--bootstrap", &addr]),
-        ));
-    }
-    nodes
 }
 
 #[test]

@@ -5,31 +5,12 @@ use std::collections::BTreeSet;
 use std::time::Duration;
 
 use proto::keys::PublicKey;
-use tests::{key, wait_for, Chain, NodeOptions, TestNode};
+use tests::{cluster, key, wait_for, Chain, NodeOptions, TestNode};
 
 const PURPOSE: &str = "dpv:Marketing";
 
 fn brand() -> PublicKey {
     key("brand").public_key()
-}
-
-/// Nodes that find each other only through their bootstrap flag.
-fn cluster(n: usize) -> Vec<TestNode> {
-    let first = TestNode::new();
-    let addr = first.p2p_addr();
-    let mut nodes = vec![first];
-    for _ in 1..n {
-        nodes.push(TestNode::spawn(
-            NodeOptions::new().args(&["--bootstrap", &addr]),
-        ));
-    }
-    for n in &nodes[1..] {
-        let id = nodes[0].info().peer_id;
-        wait_for(Duration::from_secs(20), "bootstrap connections", || {
-            n.peer_ids().contains(&id)
-        });
-    }
-    nodes
 }
 
 /// `n` chains of `len` grants each, labelled `label`.

@@ -8,7 +8,7 @@ use std::time::Duration;
 use proto::api::Verdict;
 use proto::audit::{audit, parse_export, verify_signatures_sequential, AuditOptions};
 use proto::keys::PublicKey;
-use tests::{key, wait_for, Chain, NodeOptions, TestNode};
+use tests::{key, wait_for, Chain, TestNode};
 
 const PURPOSE: &str = "dpv:Marketing";
 
@@ -22,11 +22,9 @@ fn head(n: &TestNode, subject: &PublicKey) -> u64 {
 
 #[test]
 fn a_stolen_key_is_recovered_from_and_every_node_and_the_audit_agree() {
-    let a = TestNode::new();
-    let addr = a.p2p_addr();
-    let b = TestNode::spawn(NodeOptions::new().args(&["--bootstrap", &addr]));
-    let c = TestNode::spawn(NodeOptions::new().args(&["--bootstrap", &addr]));
-    let nodes = [&a, &b, &c];
+    let cluster = tests::cluster(3);
+    let [a, b, c] = [&cluster[0], &cluster[1], &cluster[2]];
+    let nodes = [a, b, c];
     let everywhere = |what: &str, seq: u64, subject: PublicKey| {
         for n in nodes {
             wait_for(Duration::from_secs(20), what, || head(n, &subject) == seq);

@@ -46,8 +46,8 @@ pub fn message_id(m: &gossipsub::Message) -> MessageId {
 }
 
 impl Behaviour {
-    /// Builds the behaviour. `validate` false skips gossip validation (for test peers that
-    /// misbehave on purpose).
+    /// Builds the behaviour: with an empty `interest` the node takes the all-entries topic,
+    /// otherwise its controllers' topics; every node takes fork proofs.
     ///
     /// # Errors
     /// When a protocol's configuration is refused.

@@ -108,6 +108,7 @@ enum Command {
         all: bool,
     },
     Peers(oneshot::Sender<Vec<PeerInfo>>),
+    PeerIds(oneshot::Sender<Vec<PeerId>>),
     Dial {
         addr: Multiaddr,
         reply: oneshot::Sender<Result<(), String>>,
@@ -199,6 +200,15 @@ impl NetHandle {
         rx.await.unwrap_or_default()
     }
 
+    /// The connected peers' ids, in id order.
+    pub async fn peer_ids(&self) -> Vec<PeerId> {
+        let (reply, rx) = oneshot::channel();
+        if self.tx.send(Command::PeerIds(reply)).await.is_err() {
+            return Vec::new();
+        }
+        rx.await.unwrap_or_default()
+    }
+
     /// Dials a peer.
     ///
     /// # Errors
@@ -251,12 +261,10 @@ impl NetHandle {
         let _ = self.tx.try_send(Command::Strike { peer, reason });
     }
 
-    fn respond(&self, channel: ResponseChannel<Response>, resp: Response) {
-        // Sent with await semantics from a task: never lose an answer silently.
-        let tx = self.tx.clone();
-        tokio::spawn(async move {
-            let _ = tx.send(Command::Respond { channel, resp }).await;
-        });
+    /// Hands an answer to the loop (waiting for room in the channel: an answer is never dropped
+    /// while the loop runs).
+    async fn respond(&self, channel: ResponseChannel<Response>, resp: Response) {
+        let _ = self.tx.send(Command::Respond { channel, resp }).await;
     }
 }
 
@@ -288,6 +296,9 @@ struct EventLoop {
     outbox: HashMap<String, Outbox>,
     /// When Kademlia last looked for more peers.
     last_kad_bootstrap: Option<Instant>,
+    /// The hashes of the all-entries and fork topics (compared with every message's topic).
+    topic_entries: gossipsub::TopicHash,
+    topic_forks: gossipsub::TopicHash,
 }
 
 /// One topic's entries waiting to be announced.
@@ -343,6 +354,8 @@ pub fn start(
         bootstrap: config.bootstrap.clone(),
         outbox: HashMap::new(),
         last_kad_bootstrap: None,
+        topic_entries: IdentTopic::new(TOPIC_ENTRIES).hash(),
+        topic_forks: IdentTopic::new(TOPIC_FORKS).hash(),
     };
     el.dial_bootstrap();
     let task = tokio::spawn(async move { el.run(shutdown).await });
@@ -462,6 +475,11 @@ impl EventLoop {
                     })
                     .collect();
                 v.sort_by(|a, b| a.peer_id.cmp(&b.peer_id));
+                let _ = reply.send(v);
+            }
+            Command::PeerIds(reply) => {
+                let mut v: Vec<PeerId> = self.peers.keys().copied().collect();
+                v.sort();
                 let _ = reply.send(v);
             }
             Command::Dial { addr, reply } => {
@@ -684,14 +702,15 @@ impl EventLoop {
                 .report_message_validation_result(&id, &source, MessageAcceptance::Ignore);
             return;
         };
-        let topic = if message.topic == IdentTopic::new(TOPIC_ENTRIES).hash()
+        let from_all = message.topic == self.topic_entries;
+        let topic = if from_all
             || message
                 .topic
                 .as_str()
                 .starts_with(proto::sync::TOPIC_CONTROLLER_PREFIX)
         {
             TOPIC_ENTRIES
-        } else if message.topic == IdentTopic::new(TOPIC_FORKS).hash() {
+        } else if message.topic == self.topic_forks {
             TOPIC_FORKS
         } else {
             let _ = self
@@ -702,34 +721,21 @@ impl EventLoop {
             self.strike(source, "unknown_topic");
             return;
         };
-        let from_all = message.topic == IdentTopic::new(TOPIC_ENTRIES).hash();
         let ledger = self.ledger.clone();
         let handle = self.handle.clone();
         let sync_tx = self.sync_tx.clone();
         tokio::spawn(async move {
-            let v = sync::validate_gossip(&ledger, topic, &message.data).await;
-            drop(permit);
-            // Full nodes relay what they stored from the all-entries topic to the controllers'
+            // Full nodes relay what they store from the all-entries topic to the controllers'
             // topics, which they do not subscribe to: brand nodes hear of entries submitted at
             // nodes they are not connected to.
-            if from_all {
-                use crate::store::Store;
-                for (subject, bytes) in v.stored {
-                    let controllers = ledger
-                        .store()
-                        .subject(&subject)
-                        .ok()
-                        .flatten()
-                        .map(|r| crate::ledger::controllers_of(&r))
-                        .unwrap_or_default();
-                    if !controllers.is_empty() {
-                        let _ = handle.tx.try_send(Command::Announce {
-                            data: bytes,
-                            controllers,
-                            all: false,
-                        });
-                    }
-                }
+            let v = sync::validate_gossip(&ledger, topic, &message.data, from_all).await;
+            drop(permit);
+            for (data, controllers) in v.relay {
+                let _ = handle.tx.try_send(Command::Announce {
+                    data,
+                    controllers,
+                    all: false,
+                });
             }
             for (subject, from_seq) in v.gaps {
                 let _ = sync_tx.try_send(sync::Trigger::Gap {
@@ -797,7 +803,7 @@ impl EventLoop {
                                     message: e.to_string(),
                                 });
                         drop(permit);
-                        handle.respond(channel, resp);
+                        handle.respond(channel, resp).await;
                     });
                 }
                 request_response::Message::Response {
@@ -823,12 +829,10 @@ impl EventLoop {
                     self.strike(peer, "sync_garbage");
                 }
             }
+            // Undecodable requests arrive as `SyncRequest::Malformed` (struck above); what fails
+            // here is the transport (timeouts, closed streams): not the peer's fault.
             request_response::Event::InboundFailure { peer, error, .. } => {
                 tracing::debug!(%peer, error = %error, "inbound sync request failed");
-                if matches!(error, request_response::InboundFailure::Io(ref e) if e.kind() == std::io::ErrorKind::InvalidData)
-                {
-                    self.strike(peer, "sync_garbage");
-                }
             }
             request_response::Event::ResponseSent { .. } => {}
         }

@@ -27,6 +27,8 @@ use tokio_util::sync::CancellationToken;
 use super::NetHandle;
 use crate::ledger::{IngestError, Ledger};
 
+/// Most differing subjects one round collects before it fetches.
+pub const MAX_ROUND_DIFFS: usize = 65_536;
 /// Most peers asked to fill one gap.
 pub const MAX_GAP_PEERS: usize = 4;
 
@@ -93,16 +95,12 @@ impl Syncer {
                 () = shutdown.cancelled() => return,
                 t = rx.recv() => match t { Some(t) => t, None => return },
                 _ = tick.tick() => {
-                    let peers = self.net.peers().await;
+                    let peers = self.net.peer_ids().await;
                     if peers.is_empty() {
                         continue;
                     }
                     turn = turn.wrapping_add(1);
-                    let p = &peers[turn % peers.len()];
-                    match p.peer_id.parse() {
-                        Ok(id) => Trigger::Peer(id),
-                        Err(_) => continue,
-                    }
+                    Trigger::Peer(peers[turn % peers.len()])
                 }
             };
             match trigger {
@@ -138,18 +136,14 @@ impl Syncer {
                     // The peer that sent the later entry first, then the others in turn, until
                     // one of them fills the gap.
                     let mut peers = vec![peer];
-                    for p in self.net.peers().await {
-                        match p.peer_id.parse::<PeerId>() {
-                            Ok(id) if id != peer && peers.len() < MAX_GAP_PEERS => peers.push(id),
-                            _ => {}
-                        }
-                    }
+                    let others = self.net.peer_ids().await.into_iter().filter(|p| *p != peer);
+                    peers.extend(others.take(MAX_GAP_PEERS - 1));
                     for p in peers {
-                        if self.head(&subject) >= from_seq {
+                        if self.ledger.head_seq(&subject) >= from_seq {
                             break;
                         }
                         let mut want = BTreeMap::new();
-                        want.insert(subject, (self.head(&subject) + 1, u64::MAX));
+                        want.insert(subject, (self.ledger.head_seq(&subject) + 1, u64::MAX));
                         let mut stats = RoundStats::default();
                         if let Err(e) = self.fetch(p, want, &mut stats).await {
                             tracing::debug!(peer = %p, error = %e, "gap fetch failed");
@@ -158,17 +152,6 @@ impl Syncer {
                 }
             }
         }
-    }
-
-    /// The subject's head seq here (0 when unknown).
-    fn head(&self, subject: &PublicKey) -> u64 {
-        use crate::store::Store;
-        self.ledger
-            .store()
-            .subject(subject)
-            .ok()
-            .flatten()
-            .map_or(0, |r| r.head.seq)
     }
 
     async fn ask(
@@ -220,6 +203,22 @@ impl Syncer {
         match filter {
             None => Request::Digest { prefix },
             Some(controller) => Request::DigestFor { controller, prefix },
+        }
+    }
+
+    fn heads_req(filter: Option<PublicKey>, prefix: Vec<u8>, after: Option<PublicKey>) -> Request {
+        match filter {
+            None => Request::Heads {
+                prefix,
+                after,
+                limit: MAX_HEADS,
+            },
+            Some(controller) => Request::HeadsFor {
+                controller,
+                prefix,
+                after,
+                limit: MAX_HEADS,
+            },
         }
     }
 
@@ -281,22 +280,12 @@ impl Syncer {
         let mut wants: BTreeMap<PublicKey, (u64, u64)> = BTreeMap::new();
         let mut suspects: Vec<Head> = Vec::new();
         let mut forks: Vec<PublicKey> = Vec::new();
-        for prefix in lists {
+        // At most MAX_ROUND_DIFFS differing subjects per round (memory stays bounded whatever a
+        // peer claims); the next round picks up the rest.
+        'lists: for prefix in lists {
             let mut after = None;
             loop {
-                let req = match filter {
-                    None => Request::Heads {
-                        prefix: prefix.clone(),
-                        after,
-                        limit: MAX_HEADS,
-                    },
-                    Some(controller) => Request::HeadsFor {
-                        controller,
-                        prefix: prefix.clone(),
-                        after,
-                        limit: MAX_HEADS,
-                    },
-                };
+                let req = Self::heads_req(filter, prefix.clone(), after);
                 let (heads, more) = match self.ask(peer, req, &mut stats).await? {
                     Response::Heads { heads, more } => (heads, more),
                     _ => return Err(self.bad(peer, "unexpected answer to heads")),
@@ -312,6 +301,9 @@ impl Syncer {
                     after = Some(h.subject);
                     self.compare(h, &mut wants, &mut suspects, &mut forks)
                         .map_err(|e| e.to_string())?;
+                    if wants.len() + suspects.len() + forks.len() >= MAX_ROUND_DIFFS {
+                        break 'lists;
+                    }
                 }
                 if !more || heads.is_empty() {
                     break;
@@ -396,7 +388,6 @@ impl Syncer {
         mut wants: BTreeMap<PublicKey, (u64, u64)>,
         stats: &mut RoundStats,
     ) -> Result<(), String> {
-        use crate::store::Store;
         while !wants.is_empty() {
             let batch: Vec<Want> = wants
                 .iter()
@@ -429,12 +420,7 @@ impl Syncer {
                 let Some((from, target)) = wants.remove(&w.subject) else {
                     continue;
                 };
-                let head = self
-                    .ledger
-                    .store()
-                    .subject(&w.subject)
-                    .map_err(|e| e.to_string())?
-                    .map_or(0, |r| r.head.seq);
+                let head = self.ledger.head_seq(&w.subject);
                 if head + 1 > from {
                     progressed = true;
                     if head < target {
@@ -460,24 +446,16 @@ impl Syncer {
                 Err(_) => self.net.strike(peer, "sync_malformed"),
             }
         }
-        let subjects: Vec<PublicKey> = entries.iter().map(Entry::subject).collect();
-        for (r, subject) in self
-            .ledger
-            .submit_many(entries)
-            .await
-            .into_iter()
-            .zip(subjects)
-        {
+        for r in self.ledger.submit_many(entries).await {
             match r {
                 Ok(o) if o.status == SubmitStatus::Stored => {
                     stats.stored += 1;
                     self.ledger.metrics().sync_entries.inc();
                 }
-                Ok(_) | Err(IngestError::Fork(_)) => {}
-                Err(IngestError::Invalid(_)) if !forked(&self.ledger, &subject) => {
-                    self.net.strike(peer, "sync_invalid_entry");
-                }
-                Err(_) => {}
+                Err(IngestError::Invalid(_)) => self.net.strike(peer, "sync_invalid_entry"),
+                // Duplicates, pending entries, forks, the other branch of a forked subject, and
+                // this node's own trouble are not the peer's fault.
+                _ => {}
             }
         }
     }
@@ -493,8 +471,9 @@ pub struct GossipVerdict {
     pub gaps: Vec<(PublicKey, u64)>,
     /// A fork proof to announce.
     pub fork: Option<Vec<u8>>,
-    /// Entries this message brought that were stored here: (subject, canonical bytes).
-    pub stored: Vec<(PublicKey, Vec<u8>)>,
+    /// With `relay`: the entries stored here, with the controllers their chains name, to
+    /// announce on those controllers' topics.
+    pub relay: Vec<(Vec<u8>, Vec<PublicKey>)>,
 }
 
 /// Decodes and submits a gossip message; the answer says whether to forward it.
@@ -502,14 +481,20 @@ pub struct GossipVerdict {
 /// An entry batch is forwarded when every entry in it is valid (stored, duplicate, pending, or
 /// the second entry of a fork); one malformed or invalid entry rejects the whole message, since
 /// the node that announced it had to verify each one. Entries that wait for a predecessor are
-/// gaps to fetch from the sender.
-pub async fn validate_gossip(ledger: &Ledger, topic: &str, data: &[u8]) -> GossipVerdict {
+/// gaps to fetch from the sender. With `relay` (a full node, for a message of the all-entries
+/// topic), the stored entries are returned for announcing on their controllers' topics.
+pub async fn validate_gossip(
+    ledger: &Ledger,
+    topic: &str,
+    data: &[u8],
+    relay: bool,
+) -> GossipVerdict {
     let verdict = |acceptance, reason| GossipVerdict {
         acceptance,
         reason,
         gaps: Vec::new(),
         fork: None,
-        stored: Vec::new(),
+        relay: Vec::new(),
     };
     if topic != TOPIC_ENTRIES {
         let proof = match ForkProof::from_bytes(data) {
@@ -541,7 +526,12 @@ pub async fn validate_gossip(ledger: &Ledger, topic: &str, data: &[u8]) -> Gossi
         match r {
             Ok(o) => match o.status {
                 SubmitStatus::Stored => {
-                    v.stored.push((subject, bytes.to_vec()));
+                    if relay {
+                        let (_, controllers) = ledger.head_and_controllers(&subject);
+                        if !controllers.is_empty() {
+                            v.relay.push((bytes.to_vec(), controllers));
+                        }
+                    }
                     let lag = now.saturating_sub(issued_at);
                     ledger
                         .metrics()
@@ -550,22 +540,12 @@ pub async fn validate_gossip(ledger: &Ledger, topic: &str, data: &[u8]) -> Gossi
                 }
                 SubmitStatus::Duplicate => {}
                 SubmitStatus::Pending => {
-                    use crate::store::Store;
-                    let head = ledger
-                        .store()
-                        .subject(&subject)
-                        .ok()
-                        .flatten()
-                        .map_or(0, |r| r.head.seq);
                     if !v.gaps.iter().any(|(s, _)| *s == subject) {
-                        v.gaps.push((subject, head + 1));
+                        v.gaps.push((subject, ledger.head_seq(&subject) + 1));
                     }
                 }
             },
             Err(IngestError::Fork(p)) => v.fork = Some(p.to_bytes()),
-            // On a forked subject, entries of the other branch do not link here: not the
-            // sender's fault.
-            Err(IngestError::Invalid(_)) if forked(ledger, &subject) => ignored = true,
             Err(IngestError::Invalid(_)) => {
                 return GossipVerdict {
                     acceptance: MessageAcceptance::Reject,
@@ -573,7 +553,8 @@ pub async fn validate_gossip(ledger: &Ledger, topic: &str, data: &[u8]) -> Gossi
                     ..v
                 };
             }
-            // Read-only or a full pending area: this node's trouble, not the sender's.
+            // The other branch of a forked subject, a read-only node or a full pending area:
+            // not the sender's fault.
             Err(_) => ignored = true,
         }
     }
@@ -581,17 +562,6 @@ pub async fn validate_gossip(ledger: &Ledger, topic: &str, data: &[u8]) -> Gossi
         v.acceptance = MessageAcceptance::Ignore;
     }
     v
-}
-
-/// Whether this node holds a fork proof for the subject.
-fn forked(ledger: &Ledger, subject: &PublicKey) -> bool {
-    use crate::store::Store;
-    ledger
-        .store()
-        .subject(subject)
-        .ok()
-        .flatten()
-        .is_some_and(|r| r.forked)
 }
 
 /// Answers one sync request from the store (blocking reads).
