@@ -44,12 +44,47 @@ pub enum StoreError {
         /// What is wrong.
         reason: String,
     },
+    /// Another process (or a store not yet fully closed in this one) holds the data directory.
+    #[error("data directory {path} is in use by another process (sled lock held)")]
+    Locked {
+        /// The directory.
+        path: String,
+    },
     /// The data directory holds a store of another format version.
     #[error("store format version {found} is not supported (expected {FORMAT_VERSION})")]
     Format {
         /// The version found.
         found: u64,
     },
+}
+
+/// How long `open` waits for sled's file lock. sled's background I/O threads can hold the
+/// previous handle's files for a moment after a `Db` in this process is dropped, so a reopen
+/// straight after a close may briefly find the lock taken; another process holding it is
+/// reported as [`StoreError::Locked`] once this has passed.
+const LOCK_WAIT: std::time::Duration = std::time::Duration::from_secs(3);
+
+fn open_db(dir: &Path) -> Result<sled::Db, StoreError> {
+    let started = std::time::Instant::now();
+    loop {
+        let result = sled::Config::new()
+            .path(dir)
+            // The ledger flushes explicitly before every acknowledgement.
+            .flush_every_ms(Some(1000))
+            .open();
+        match result {
+            Ok(db) => return Ok(db),
+            Err(sled::Error::Io(e)) if e.to_string().contains("could not acquire lock") => {
+                if started.elapsed() >= LOCK_WAIT {
+                    return Err(StoreError::Locked {
+                        path: dir.display().to_string(),
+                    });
+                }
+                std::thread::sleep(std::time::Duration::from_millis(20));
+            }
+            Err(e) => return Err(e.into()),
+        }
+    }
 }
 
 /// What the node keeps per subject, derived from its entries.
@@ -461,11 +496,7 @@ impl SledStore {
     /// # Errors
     /// [`StoreError`] if sled cannot open it or the format version differs.
     pub fn open(dir: &Path) -> Result<Self, StoreError> {
-        let db = sled::Config::new()
-            .path(dir)
-            // The ledger flushes explicitly before every acknowledgement.
-            .flush_every_ms(Some(1000))
-            .open()?;
+        let db = open_db(dir)?;
         let tree = db.open_tree("ledger")?;
         let checkpoints = db.open_tree("checkpoints")?;
         match tree.get(b"Mformat")? {

@@ -248,6 +248,22 @@ fn a_store_of_another_format_version_is_refused() {
 }
 
 #[test]
+fn a_data_directory_in_use_is_refused_with_a_clear_error() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let held = open(dir.path());
+    match SledStore::open(dir.path()) {
+        Err(e @ node::store::StoreError::Locked { .. }) => {
+            assert!(e.to_string().contains("in use"), "{e}");
+        }
+        Err(e) => panic!("expected Locked, got {e}"),
+        Ok(_) => panic!("a second handle on a held directory opened"),
+    }
+    drop(held);
+    // Once the holder is gone the directory opens again (after sled's threads let go).
+    let _again = open(dir.path());
+}
+
+#[test]
 fn a_chain_head_survives_a_reopen() {
     let dir = tempfile::tempdir().expect("tempdir");
     let e = entry(1, 1, Hash::ZERO, 0);
