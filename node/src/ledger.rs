@@ -862,16 +862,20 @@ impl Writer {
         hash: Hash,
         fx: &mut GroupEffects<'_>,
     ) -> Result<Outcome, IngestError> {
-        if let Some(loc) = fx.g.locate(&hash)? {
-            return Ok(Outcome {
-                status: SubmitStatus::Duplicate,
-                log_index: Some(loc.log_index),
-            });
-        }
         let subject = entry.subject();
         let seq = entry.seq();
         let rec = fx.g.subject(&subject)?;
         let head_seq = rec.as_ref().map_or(0, |r| r.head.seq);
+        // A stored entry sits at or below its subject's head, so only those can be duplicates
+        // (one index lookup saved for every new entry).
+        if seq <= head_seq {
+            if let Some(loc) = fx.g.locate(&hash)? {
+                return Ok(Outcome {
+                    status: SubmitStatus::Duplicate,
+                    log_index: Some(loc.log_index),
+                });
+            }
+        }
         if seq > head_seq + 1 {
             self.pending.insert(entry, hash, Instant::now())?;
             return Ok(Outcome {

@@ -8,6 +8,11 @@ use clap::{Parser, Subcommand};
 use node::config::FileConfig;
 use tokio_util::sync::CancellationToken;
 
+/// sled copies tree nodes on every write; mimalloc handles that churn with less CPU than glibc
+/// malloc (about 5 % of the node's CPU per ingested entry; docs/BENCHMARKS.md).
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 /// consent-ledger peer node: keeps customers' signed consent chains, verifies every entry, and
 /// answers brands' consent checks over HTTP.
 ///

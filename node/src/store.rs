@@ -10,7 +10,7 @@
 //! | `F` subject(32) | fork proof bytes | truth (evidence) |
 //! | `H` hash(32) | log_index(8) subject(32) seq(8) | derived |
 //! | `S` subject(32) | `SubjectRecord` (postcard) | derived |
-//! | `T` level(1) index(8, BE) | Merkle hash of the perfect subtree of 2^level leaves, level >= 1 (leaves come from `L`) | derived |
+//! | `T` level(1) index(8, BE) | Merkle hash of the perfect subtree of 2^level leaves, level >= [`MIN_STORED_LEVEL`] (lower levels are recomputed from `L`) | derived |
 //! | `M` name | metadata (format version) | meta |
 //!
 //! The signed entries (`E`, in the order of `L`) are the truth; `H` and `S` can be rebuilt from them
@@ -417,15 +417,36 @@ fn key_t(level: u8, index: u64) -> [u8; 10] {
     k
 }
 
-/// A stored Merkle node. Leaves (level 0) are not stored: a leaf is the leaf hash of the entry
-/// hash that the log holds at its index, so one key per entry is saved.
+/// The lowest Merkle level kept in `T`. Below it a node is recomputed from the log (at most
+/// 2^(MIN_STORED_LEVEL - 1) leaves, read in one range scan), so an append writes about 1/8 of a
+/// tree node instead of one: sled's cost is mostly per key written.
+pub const MIN_STORED_LEVEL: u8 = 4;
+
+/// A Merkle node of the log's tree. Leaves (level 0) are the leaf hashes of the entry hashes
+/// that the log holds; levels below [`MIN_STORED_LEVEL`] are recomputed from them; higher levels
+/// are read from `T`.
 fn stored_node(tree: &sled::Tree, level: u8, index: u64) -> Result<Hash, StoreError> {
-    if level == 0 {
-        let k = key_l(index);
-        return match tree.get(k)? {
-            Some(v) => Ok(proto::merkle::leaf_hash(&arr::<32>(&k, &v)?)),
-            None => Err(corrupt(&k, "missing log entry for a Merkle leaf")),
-        };
+    if level < MIN_STORED_LEVEL {
+        let width = 1u64 << level;
+        let first = index << level;
+        let mut leaves = Vec::with_capacity(width as usize);
+        for r in tree.range(key_l(first)..key_l(first + width)) {
+            let (k, v) = r?;
+            leaves.push(proto::merkle::leaf_hash(&arr::<32>(&k, &v)?));
+        }
+        if leaves.len() as u64 != width {
+            return Err(corrupt(
+                &key_l(first + leaves.len() as u64),
+                "missing log entry for a Merkle leaf",
+            ));
+        }
+        while leaves.len() > 1 {
+            leaves = leaves
+                .chunks_exact(2)
+                .map(|p| proto::merkle::node_hash(&p[0], &p[1]))
+                .collect();
+        }
+        return Ok(leaves[0]);
     }
     let k = key_t(level, index);
     match tree.get(k)? {
@@ -555,7 +576,9 @@ impl SledStore {
             node = proto::merkle::node_hash(&left, &node);
             level += 1;
             idx >>= 1;
-            batch.insert(&key_t(level, idx)[..], &node.as_bytes()[..]);
+            if level >= MIN_STORED_LEVEL {
+                batch.insert(&key_t(level, idx)[..], &node.as_bytes()[..]);
+            }
             pending.insert((level, idx), node);
         }
         Ok(())
