@@ -76,6 +76,7 @@ pub mod sig;
 pub mod state;
 pub mod sync;
 pub mod vocab;
+pub mod witness;
 
 pub use chain::{verify_chain, verify_entry, verify_link, ChainHead, ForkProof};
 pub use entry::{Body, Consent, Content, Entry, Kind, Method, Notice, Rotation};
