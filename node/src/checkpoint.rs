@@ -8,7 +8,7 @@
 use std::sync::Mutex;
 
 use proto::keys::SecretKey;
-use proto::note::{Checkpoint, Verifier};
+use proto::note::{Checkpoint, Note, NoteSignature, Verifier};
 
 use crate::store::{ProofError, SledStore, Store};
 
@@ -89,13 +89,64 @@ impl Checkpointer {
             })?;
         // Keep it for exports; if one of this size was kept already, serve that one (a node must
         // never show two different signed notes for one size, though here they could differ only
-        // in signature randomness, which Ed25519 does not have).
+        // in signature randomness, which Ed25519 does not have), with the cosignatures it has.
         store.put_checkpoint(size, &note)?;
+        let note = store.checkpoint(size)?.unwrap_or(note);
         if let Ok(mut guard) = self.latest.lock() {
             if guard.as_ref().is_none_or(|(s, _)| *s < size) {
                 *guard = Some((size, note.clone()));
             }
         }
         Ok((size, note))
+    }
+
+    /// Adds witnesses' cosignatures to the kept checkpoint of `size`; returns the note with every
+    /// signature it now has.
+    ///
+    /// # Errors
+    /// Storage errors; a size never signed here.
+    pub fn add_cosignatures(
+        &self,
+        store: &SledStore,
+        size: u64,
+        sigs: &[NoteSignature],
+    ) -> Result<String, ProofError> {
+        let corrupt = |reason: String| {
+            ProofError::Store(crate::store::StoreError::Corrupt {
+                key: format!("checkpoint {size}"),
+                reason,
+            })
+        };
+        let text = store
+            .checkpoint(size)?
+            .ok_or_else(|| corrupt("no checkpoint of this size was signed".into()))?;
+        let mut note = Note::parse(&text).map_err(|e| corrupt(e.to_string()))?;
+        for s in sigs {
+            if !note.signatures.contains(s) && note.signatures.len() < proto::note::MAX_SIGNATURES {
+                note.signatures.push(s.clone());
+            }
+        }
+        let merged = note.to_text();
+        store.replace_checkpoint(size, &merged)?;
+        if let Ok(mut guard) = self.latest.lock() {
+            if guard.as_ref().is_some_and(|(s, _)| *s == size) {
+                *guard = Some((size, merged.clone()));
+            }
+        }
+        Ok(merged)
+    }
+
+    /// The newest kept checkpoint that carries at least one witness cosignature.
+    ///
+    /// # Errors
+    /// Storage errors.
+    pub fn latest_cosigned(&self, store: &SledStore) -> Result<Option<(u64, String)>, ProofError> {
+        for r in store.checkpoints_rev() {
+            let (size, text) = r?;
+            if Note::parse(&text).is_ok_and(|n| n.signatures.len() > 1) {
+                return Ok(Some((size, text)));
+            }
+        }
+        Ok(None)
     }
 }

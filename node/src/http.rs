@@ -24,7 +24,7 @@ use proto::chain::ForkProof;
 use proto::entry::{Entry, MAX_ENTRY_BYTES};
 use proto::keys::{Hash, PublicKey};
 use proto::state::Status;
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 use tokio::sync::mpsc;
 use tokio_stream::wrappers::ReceiverStream;
 use tokio_stream::StreamExt;
@@ -51,6 +51,8 @@ pub struct AppState {
     pub node_key: PublicKey,
     /// Signs this node's checkpoints.
     pub checkpoints: std::sync::Arc<crate::checkpoint::Checkpointer>,
+    /// This node as a witness of other logs.
+    pub witness: std::sync::Arc<crate::witness::Witness>,
     /// Cancelled at shutdown: ends event streams so that the server can stop.
     pub shutdown: tokio_util::sync::CancellationToken,
     /// The p2p layer (None when replication is off).
@@ -78,6 +80,10 @@ impl ApiError {
 
     fn bad_request(message: impl Into<String>) -> Self {
         Self::new(StatusCode::BAD_REQUEST, "bad_request", message)
+    }
+
+    fn internal(message: impl Into<String>) -> Self {
+        ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", message)
     }
 
     fn not_found(message: impl Into<String>) -> Self {
@@ -194,6 +200,9 @@ fn parse_time(s: &str) -> ApiResult<u64> {
         entry_by_hash,
         log_entries,
         checkpoint,
+        split_views,
+        witness_info,
+        add_checkpoint,
         export,
         inclusion_proof,
         consistency_proof,
@@ -222,6 +231,9 @@ fn parse_time(s: &str) -> ApiResult<u64> {
         ConsentsResponse,
         NodeInfo,
         PeerInfo,
+        crate::witness::SplitViewReport,
+        crate::witness::WitnessedLog,
+        WitnessInfo,
         DialRequest,
         ConsentEvent,
         LogLine,
@@ -243,6 +255,9 @@ pub fn router(state: AppState) -> Router {
         .route("/v1/subjects/{subject}/fork", get(subject_fork))
         .route("/v1/log/entries", get(log_entries))
         .route("/v1/log/checkpoint", get(checkpoint))
+        .route("/v1/log/split-views", get(split_views))
+        .route("/v1/witness", get(witness_info))
+        .route("/v1/witness/add-checkpoint", post(add_checkpoint))
         .route("/v1/log/export", get(export))
         .route("/v1/log/proof/inclusion", get(inclusion_proof))
         .route("/v1/log/proof/consistency", get(consistency_proof))
@@ -270,6 +285,19 @@ pub fn router(state: AppState) -> Router {
             count_errors,
         ))
         .with_state(state)
+}
+
+/// The error for a request body that could not be read: 413 when over the limit, else 400.
+fn body_rejection(e: BytesRejection) -> ApiError {
+    if e.status() == StatusCode::PAYLOAD_TOO_LARGE {
+        ApiError::new(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "too_large",
+            "request body is too large",
+        )
+    } else {
+        ApiError::bad_request(e.body_text())
+    }
 }
 
 /// Counts every 4xx and 5xx response by status code.
@@ -308,17 +336,7 @@ async fn submit_entry(
     headers: HeaderMap,
     body: Result<Bytes, BytesRejection>,
 ) -> ApiResult<(StatusCode, Json<SubmitResponse>)> {
-    let body = body.map_err(|e| {
-        if e.status() == StatusCode::PAYLOAD_TOO_LARGE {
-            ApiError::new(
-                StatusCode::PAYLOAD_TOO_LARGE,
-                "too_large",
-                "request body is too large",
-            )
-        } else {
-            ApiError::bad_request(e.body_text())
-        }
-    })?;
+    let body = body.map_err(body_rejection)?;
     let content_type = headers
         .get(header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())
@@ -749,11 +767,120 @@ impl From<crate::store::ProofError> for ApiError {
 
 /// This node's latest checkpoint: a C2SP signed note (text/plain) over the Merkle root of its
 /// ingest log, signed by the node key under the name `log_origin` of `/v1/node/info`.
-#[utoipa::path(get, path = "/v1/log/checkpoint",
-    responses((status = 200, description = "text/plain; a C2SP tlog-checkpoint signed note")))]
-async fn checkpoint(State(st): State<AppState>) -> ApiResult<Response> {
-    let note = st.checkpoints.latest(st.ledger.store())?;
+/// `GET /v1/log/checkpoint` parameters.
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
+pub struct CheckpointQuery {
+    /// `true`: the newest checkpoint that carries at least one witness cosignature (404 when
+    /// there is none yet) instead of the checkpoint at the current size.
+    #[serde(default)]
+    pub cosigned: bool,
+}
+
+#[utoipa::path(get, path = "/v1/log/checkpoint", params(CheckpointQuery),
+    responses((status = 200, description = "text/plain; a C2SP tlog-checkpoint signed note, with the witness cosignatures collected for its size"),
+        (status = 404, body = ErrorBody)))]
+async fn checkpoint(
+    State(st): State<AppState>,
+    q: Result<Query<CheckpointQuery>, QueryRejection>,
+) -> ApiResult<Response> {
+    let Query(q) = q.map_err(|e| ApiError::bad_request(e.body_text()))?;
+    let note = if q.cosigned {
+        let c = st.checkpoints.clone();
+        let l = st.ledger.clone();
+        tokio::task::spawn_blocking(move || c.latest_cosigned(l.store()))
+            .await
+            .map_err(|e| ApiError::internal(e.to_string()))??
+            .map(|(_, n)| n)
+            .ok_or_else(|| ApiError::not_found("no checkpoint has been cosigned yet"))?
+    } else {
+        st.checkpoints.latest(st.ledger.store())?
+    };
     Ok(([(header::CONTENT_TYPE, "text/plain; charset=utf-8")], note).into_response())
+}
+
+/// `GET /v1/witness`: this node as a witness.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct WitnessInfo {
+    /// The cosigner key name, `consent-witness/<node key hex>`.
+    pub name: String,
+    /// The C2SP cosigner vkey (type 0x04).
+    pub vkey: String,
+    /// The logs witnessed, with the latest checkpoint cosigned for each.
+    pub logs: Vec<crate::witness::WitnessedLog>,
+}
+
+#[utoipa::path(get, path = "/v1/witness",
+    responses((status = 200, body = WitnessInfo)))]
+async fn witness_info(State(st): State<AppState>) -> ApiResult<Json<WitnessInfo>> {
+    let w = st.witness.clone();
+    let logs = tokio::task::spawn_blocking(move || w.logs())
+        .await
+        .map_err(|e| ApiError::internal(e.to_string()))??;
+    Ok(Json(WitnessInfo {
+        name: st.witness.cosigner().name.clone(),
+        vkey: st.witness.cosigner().to_vkey(),
+        logs,
+    }))
+}
+
+/// C2SP tlog-witness `add-checkpoint`: the body is `old <size>`, consistency proof lines, an
+/// empty line, then the signed checkpoint. 200: the cosignature line; 409 with
+/// `text/x.tlog.size`: the size this witness holds (or a root conflict); 400, 403, 404, 422 as
+/// C2SP says.
+#[utoipa::path(post, path = "/v1/witness/add-checkpoint", request_body(content = String, content_type = "text/plain"),
+    responses((status = 200, description = "text/plain; cosignature lines"),
+        (status = 400, description = "malformed request"), (status = 403, description = "bad log signature"),
+        (status = 404, description = "not a consent-ledger log origin"), (status = 409, description = "old size or root conflict"),
+        (status = 413, body = ErrorBody), (status = 422, description = "consistency proof does not verify")))]
+async fn add_checkpoint(
+    State(st): State<AppState>,
+    body: Result<Bytes, BytesRejection>,
+) -> ApiResult<Response> {
+    let body = body.map_err(body_rejection)?;
+    if body.len() > proto::witness::MAX_ADD_BODY {
+        return Err(ApiError::new(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "too_large",
+            format!(
+                "an add-checkpoint body is at most {} bytes",
+                proto::witness::MAX_ADD_BODY
+            ),
+        ));
+    }
+    let w = st.witness.clone();
+    let out = tokio::task::spawn_blocking(move || w.add_checkpoint(&body))
+        .await
+        .map_err(|e| ApiError::internal(e.to_string()))?;
+    Ok(match out {
+        Ok(lines) => ([(header::CONTENT_TYPE, "text/plain; charset=utf-8")], lines).into_response(),
+        Err(Ok(e)) => {
+            let status = StatusCode::from_u16(e.status()).unwrap_or(StatusCode::BAD_REQUEST);
+            let content_type = if matches!(e, proto::witness::WitnessError::SizeConflict(_)) {
+                "text/x.tlog.size"
+            } else {
+                "text/plain; charset=utf-8"
+            };
+            (
+                status,
+                [(header::CONTENT_TYPE, content_type)],
+                crate::p2p::sync::witness_error_body(&e),
+            )
+                .into_response()
+        }
+        Err(Err(e)) => return Err(e.into()),
+    })
+}
+
+#[utoipa::path(get, path = "/v1/log/split-views",
+    responses((status = 200, body = Vec<crate::witness::SplitViewReport>)))]
+async fn split_views(
+    State(st): State<AppState>,
+) -> ApiResult<Json<Vec<crate::witness::SplitViewReport>>> {
+    let w = st.witness.clone();
+    let v = tokio::task::spawn_blocking(move || w.split_views())
+        .await
+        .map_err(|e| ApiError::internal(e.to_string()))??;
+    Ok(Json(v))
 }
 
 /// A `Write` that sends 64 KiB chunks into a channel (for streaming a body from blocking code).
@@ -1027,6 +1154,8 @@ async fn node_info(State(st): State<AppState>) -> Json<NodeInfo> {
             .as_ref()
             .map(crate::p2p::NetHandle::listen_addrs)
             .unwrap_or_default(),
+        witness_vkey: st.witness.cosigner().to_vkey(),
+        split_views: l.store().split_view_count() as u64,
     })
 }
 

@@ -9,7 +9,10 @@
 //! - [`store`]: the `Store` trait and its sled implementation.
 //! - [`ledger`]: the single writer (verified ingest, group commit, pending area, forks) and reads.
 //! - [`http`]: the axum API, its error mapping and the OpenAPI document.
-//! - [`checkpoint`]: signed checkpoints (C2SP) over the ingest log's Merkle tree.
+//! - [`checkpoint`]: signed checkpoints (C2SP) over the ingest log's Merkle tree, with the
+//!   cosignatures witnesses gave them.
+//! - [`witness`]: this node as a witness of other nodes' logs (C2SP tlog-witness), and
+//!   split-view proofs.
 //! - [`export`]: self-contained NDJSON exports for audits.
 //! - [`p2p`]: the libp2p event loop, gossip validation and sync.
 //! - [`digest`]: the head digest that sync compares.
@@ -31,6 +34,7 @@ pub mod ledger;
 pub mod metrics;
 pub mod p2p;
 pub mod store;
+pub mod witness;
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
@@ -63,6 +67,13 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> anyhow::Result<
             .with_context(|| format!("opening the store in {}", store_dir.display()))?,
     );
     let metrics = Arc::new(metrics::Metrics::new());
+    let witness = Arc::new(witness::Witness::new(
+        key.clone(),
+        store.clone(),
+        metrics.clone(),
+        config.clock,
+    ));
+    let checkpoints = Arc::new(checkpoint::Checkpointer::new(key.clone()));
     let ledger = Ledger::start(store, metrics, config.clock, config.pending.clone());
     let listener = tokio::net::TcpListener::bind(config.http)
         .await
@@ -77,8 +88,15 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> anyhow::Result<
     );
     let net = match &config.p2p {
         Some(p) => {
-            let (h, task) = p2p::start(p, &key, ledger.clone(), shutdown.clone())
-                .context("starting replication")?;
+            let (h, task) = p2p::start(
+                p,
+                &key,
+                ledger.clone(),
+                witness.clone(),
+                checkpoints.clone(),
+                shutdown.clone(),
+            )
+            .context("starting replication")?;
             Some((h, task))
         }
         None => {
@@ -91,7 +109,8 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> anyhow::Result<
     let app = http::router(http::AppState {
         ledger: ledger.clone(),
         node_key: key.public_key(),
-        checkpoints: Arc::new(checkpoint::Checkpointer::new(key.clone())),
+        checkpoints,
+        witness,
         shutdown: shutdown.clone(),
         net: net.as_ref().map(|(h, _)| h.clone()),
     });

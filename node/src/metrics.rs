@@ -53,6 +53,12 @@ pub struct Metrics {
     pub replication_lag_seconds: Histogram,
     /// Subjects whose head differed from a peer's at the start of the last sync round.
     pub sync_lag_subjects: Gauge,
+    /// Checkpoints of other logs this node cosigned as a witness.
+    pub witness_cosigned: Counter,
+    /// Cosignatures this node collected on its own checkpoints.
+    pub cosignatures_collected: Counter,
+    /// Split-view proofs held (logs that signed two roots for one size).
+    pub split_views: Gauge,
 }
 
 impl Default for Metrics {
@@ -98,6 +104,24 @@ impl Metrics {
             p2p_rejected.clone(),
         );
         registry.register("sync_rounds", "Sync rounds run", sync_rounds.clone());
+        let witness_cosigned = Counter::default();
+        let cosignatures_collected = Counter::default();
+        let split_views = Gauge::default();
+        registry.register(
+            "witness_cosigned",
+            "Checkpoints of other logs cosigned by this node as a witness",
+            witness_cosigned.clone(),
+        );
+        registry.register(
+            "cosignatures_collected",
+            "Cosignatures collected on this node's own checkpoints",
+            cosignatures_collected.clone(),
+        );
+        registry.register(
+            "split_views",
+            "Split-view proofs held: logs that signed two roots for one tree size",
+            split_views.clone(),
+        );
         registry.register(
             "sync_entries_fetched",
             "Entries fetched by sync and stored",
@@ -170,6 +194,9 @@ impl Metrics {
             peers_banned,
             replication_lag_seconds,
             sync_lag_subjects,
+            witness_cosigned,
+            cosignatures_collected,
+            split_views,
         }
     }
 

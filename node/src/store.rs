@@ -369,6 +369,10 @@ pub struct SledStore {
     db: sled::Db,
     /// Every checkpoint this node signed, by size (kept for exports and audits).
     checkpoints: sled::Tree,
+    /// The witness's latest cosigned checkpoint per log origin (origin -> note).
+    witness: sled::Tree,
+    /// Split-view proofs this node holds (id -> JSON).
+    split_views: sled::Tree,
     /// sled's log file, opened again to `fdatasync` it after each flush: on Linux sled 0.34 syncs
     /// with `sync_file_range`, which does not persist the file's size or the device cache.
     log_file: Option<std::fs::File>,
@@ -520,6 +524,8 @@ impl SledStore {
         let db = open_db(dir)?;
         let tree = db.open_tree("ledger")?;
         let checkpoints = db.open_tree("checkpoints")?;
+        let witness = db.open_tree("witness")?;
+        let split_views = db.open_tree("split_views")?;
         match tree.get(b"Mformat")? {
             None => {
                 tree.insert(b"Mformat", &FORMAT_VERSION.to_be_bytes())?;
@@ -547,6 +553,8 @@ impl SledStore {
         Ok(SledStore {
             db,
             checkpoints,
+            witness,
+            split_views,
             log_file,
             tree,
             log_size: AtomicU64::new(log_size),
@@ -966,11 +974,117 @@ impl SledStore {
         Ok(())
     }
 
+    /// Replaces the kept checkpoint of `size` (the same log signature, with cosignatures added).
+    ///
+    /// # Errors
+    /// [`StoreError`].
+    pub fn replace_checkpoint(&self, size: u64, note: &str) -> Result<(), StoreError> {
+        self.checkpoints
+            .insert(size.to_be_bytes(), note.as_bytes())?;
+        Ok(())
+    }
+
+    /// The kept checkpoint of `size`, if any.
+    ///
+    /// # Errors
+    /// [`StoreError`].
+    pub fn checkpoint(&self, size: u64) -> Result<Option<String>, StoreError> {
+        match self.checkpoints.get(size.to_be_bytes())? {
+            None => Ok(None),
+            Some(v) => String::from_utf8(v.to_vec())
+                .map(Some)
+                .map_err(|e| corrupt(&size.to_be_bytes(), e)),
+        }
+    }
+
+    /// The witness's latest cosigned checkpoint note for `origin`.
+    ///
+    /// # Errors
+    /// [`StoreError`].
+    pub fn witness_held(&self, origin: &str) -> Result<Option<String>, StoreError> {
+        match self.witness.get(origin.as_bytes())? {
+            None => Ok(None),
+            Some(v) => String::from_utf8(v.to_vec())
+                .map(Some)
+                .map_err(|e| corrupt(origin.as_bytes(), e)),
+        }
+    }
+
+    /// Every origin the witness holds a checkpoint for, with that note.
+    pub fn witness_all(&self) -> impl Iterator<Item = Result<(String, String), StoreError>> + '_ {
+        self.witness.iter().map(|r| {
+            let (k, v) = r?;
+            let origin = String::from_utf8(k.to_vec()).map_err(|e| corrupt(&k, e))?;
+            let note = String::from_utf8(v.to_vec()).map_err(|e| corrupt(&k, e))?;
+            Ok((origin, note))
+        })
+    }
+
+    /// Replaces the witness's note for `origin` if it is still `old`, then flushes; false when
+    /// another update came first.
+    ///
+    /// # Errors
+    /// [`StoreError`].
+    pub fn witness_swap(
+        &self,
+        origin: &str,
+        old: Option<&str>,
+        new: &str,
+    ) -> Result<bool, StoreError> {
+        let swapped = self
+            .witness
+            .compare_and_swap(
+                origin.as_bytes(),
+                old.map(str::as_bytes),
+                Some(new.as_bytes()),
+            )?
+            .is_ok();
+        if swapped {
+            self.db.flush()?;
+        }
+        Ok(swapped)
+    }
+
+    /// Keeps a split-view proof (JSON) under its id; false if it was kept already. Flushed.
+    ///
+    /// # Errors
+    /// [`StoreError`].
+    pub fn put_split_view(&self, id: &[u8; 32], json: &[u8]) -> Result<bool, StoreError> {
+        let new = self
+            .split_views
+            .compare_and_swap(id, None as Option<&[u8]>, Some(json))?
+            .is_ok();
+        if new {
+            self.db.flush()?;
+        }
+        Ok(new)
+    }
+
+    /// Every kept split-view proof (JSON), by id.
+    pub fn split_views(&self) -> impl Iterator<Item = Result<Vec<u8>, StoreError>> + '_ {
+        self.split_views.iter().map(|r| Ok(r?.1.to_vec()))
+    }
+
+    /// How many split-view proofs are kept.
+    pub fn split_view_count(&self) -> usize {
+        self.split_views.len()
+    }
+
     /// Every stored fork proof.
     pub fn fork_proofs(&self) -> impl Iterator<Item = Result<ForkProof, StoreError>> + '_ {
         self.tree.scan_prefix(b"F").map(|r| {
             let (k, v) = r?;
             ForkProof::from_bytes(&v).map_err(|e| corrupt(&k, e))
+        })
+    }
+
+    /// Every kept checkpoint, by decreasing size.
+    pub fn checkpoints_rev(&self) -> impl Iterator<Item = Result<(u64, String), StoreError>> + '_ {
+        self.checkpoints.iter().rev().map(|r| {
+            let (k, v) = r?;
+            let size = u64::from_be_bytes(arr::<8>(&k, &k)?);
+            let note = String::from_utf8(v.to_vec()).map_err(|e| corrupt(&k, e))?;
+            Ok((size, note))
         })
     }
 

@@ -15,12 +15,14 @@ use proto::note::{Checkpoint, Verifier};
 async fn exported() -> (Vec<ExportLine>, Verifier, proto::SecretKey) {
     let dir = tempfile::tempdir().expect("tempdir");
     let store = Arc::new(SledStore::open(dir.path()).expect("store"));
-    let ledger = Ledger::start(
-        store,
-        Arc::new(Metrics::new()),
+    let metrics = Arc::new(Metrics::new());
+    let witness = Arc::new(node::witness::Witness::new(
+        proto::SecretKey::from_seed([3; 32]),
+        store.clone(),
+        metrics.clone(),
         Clock::default(),
-        PendingLimits::default(),
-    );
+    ));
+    let ledger = Ledger::start(store, metrics, Clock::default(), PendingLimits::default());
     let key = proto::SecretKey::from_seed([3; 32]);
     let checkpoints = Arc::new(Checkpointer::new(key.clone()));
     let trusted = checkpoints.verifier();
@@ -29,6 +31,7 @@ async fn exported() -> (Vec<ExportLine>, Verifier, proto::SecretKey) {
         ledger: ledger.clone(),
         node_key: key.public_key(),
         checkpoints,
+        witness,
         shutdown: shutdown.clone(),
         net: None,
     });

@@ -27,12 +27,14 @@ fn vectors() -> Value {
 async fn decision_records_verify_offline_and_tampering_is_caught() {
     let dir = tempfile::tempdir().expect("tempdir");
     let store = Arc::new(SledStore::open(dir.path()).expect("store"));
-    let ledger = Ledger::start(
-        store,
-        Arc::new(Metrics::new()),
+    let metrics = Arc::new(Metrics::new());
+    let witness = Arc::new(node::witness::Witness::new(
+        proto::SecretKey::from_seed([3; 32]),
+        store.clone(),
+        metrics.clone(),
         Clock::default(),
-        PendingLimits::default(),
-    );
+    ));
+    let ledger = Ledger::start(store, metrics, Clock::default(), PendingLimits::default());
     let key = proto::SecretKey::from_seed([3; 32]);
     let checkpoints = Arc::new(Checkpointer::new(key.clone()));
     let trusted: Verifier = checkpoints.verifier();
@@ -41,6 +43,7 @@ async fn decision_records_verify_offline_and_tampering_is_caught() {
         ledger: ledger.clone(),
         node_key: key.public_key(),
         checkpoints,
+        witness,
         shutdown: shutdown.clone(),
         net: None,
     });

@@ -288,6 +288,13 @@ pub struct NodeInfo {
     /// The node's p2p listen addresses, with `/p2p/<peer id>`.
     #[serde(default)]
     pub p2p_addrs: Vec<String>,
+    /// The C2SP cosigner verifier key this node cosigns other logs' checkpoints with, as a
+    /// witness (`consent-witness/<node key hex>+id+key`, type 0x04).
+    #[serde(default)]
+    pub witness_vkey: String,
+    /// Split-view proofs this node holds (logs that signed two roots for one size).
+    #[serde(default)]
+    pub split_views: u64,
 }
 
 /// `GET /v1/peers`: one connected peer.

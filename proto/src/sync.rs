@@ -33,6 +33,11 @@ pub fn controller_topic(controller: &PublicKey) -> String {
 
 /// The gossip topic of fork proofs (payload: a fork proof's canonical binary form).
 pub const TOPIC_FORKS: &str = "consent-ledger/forks/1";
+/// The gossip topic of checkpoints (payload: a node's signed checkpoint note, with the
+/// cosignatures it has collected, as UTF-8 text).
+pub const TOPIC_CHECKPOINTS: &str = "consent-ledger/checkpoints/1";
+/// The gossip topic of split-view proofs (payload: a [`crate::witness::SplitView`] as JSON).
+pub const TOPIC_SPLIT_VIEWS: &str = "consent-ledger/split-views/1";
 /// Most bytes of one sync message (request or response), without its length prefix.
 pub const MAX_MESSAGE: usize = 4 << 20;
 /// Most bytes of one gossip message's payload.
@@ -162,6 +167,12 @@ pub enum Request {
         /// At most this many (1..=MAX_HEADS).
         limit: u16,
     },
+    /// A C2SP tlog-witness `add-checkpoint` request body (see [`crate::witness`]): the sender
+    /// asks this node, as a witness, to cosign its checkpoint.
+    AddCheckpoint {
+        /// The request body (1..=[`crate::witness::MAX_ADD_BODY`] bytes).
+        body: Vec<u8>,
+    },
 }
 
 /// A sync response.
@@ -180,6 +191,14 @@ pub enum Response {
     Entries(Vec<Vec<u8>>),
     /// A fork proof's canonical binary form, if the node holds one.
     Fork(Option<Vec<u8>>),
+    /// A witness's answer to `AddCheckpoint`: the C2SP tlog-witness HTTP status and body
+    /// (200: cosignature lines; 409: the held size and a newline, or a reason; else a reason).
+    Witness {
+        /// The HTTP status code (100..=599).
+        status: u16,
+        /// The body (at most [`crate::witness::MAX_ADD_BODY`] bytes).
+        body: Vec<u8>,
+    },
     /// The request was refused.
     Error {
         /// 1: malformed request; 2: busy; 3: internal error.
@@ -270,6 +289,15 @@ impl<'a> Reader<'a> {
         Ok((prefix, after, limit))
     }
 
+    /// A u32-length-prefixed witness body of `min..=MAX_ADD_BODY` bytes.
+    fn witness_body(&mut self, f: &'static str, min: usize) -> Result<Vec<u8>, WireError> {
+        let len = self.u32(f)? as usize;
+        if len < min || len > crate::witness::MAX_ADD_BODY {
+            return Err(WireError::OutOfRange(f));
+        }
+        Ok(self.take(len, f)?.to_vec())
+    }
+
     fn end(&self) -> Result<(), WireError> {
         if self.buf.is_empty() {
             Ok(())
@@ -348,6 +376,11 @@ impl Request {
                 out.extend_from_slice(controller.as_bytes());
                 put_page(prefix, after.as_ref(), *limit, &mut out);
             }
+            Request::AddCheckpoint { body } => {
+                out.push(0x07);
+                out.extend_from_slice(&(body.len() as u32).to_be_bytes());
+                out.extend_from_slice(body);
+            }
         }
         out
     }
@@ -408,6 +441,9 @@ impl Request {
                     limit,
                 }
             }
+            0x07 => Request::AddCheckpoint {
+                body: r.witness_body("add-checkpoint body", 1)?,
+            },
             t => return Err(WireError::UnknownTag(t)),
         };
         r.end()?;
@@ -457,6 +493,12 @@ impl Response {
                         out.extend_from_slice(p);
                     }
                 }
+            }
+            Response::Witness { status, body } => {
+                out.push(0x87);
+                out.extend_from_slice(&status.to_be_bytes());
+                out.extend_from_slice(&(body.len() as u32).to_be_bytes());
+                out.extend_from_slice(body);
             }
             Response::Error { code, message } => {
                 out.push(0xff);
@@ -540,6 +582,16 @@ impl Response {
                     Response::Fork(Some(r.take(len, "fork proof")?.to_vec()))
                 } else {
                     Response::Fork(None)
+                }
+            }
+            0x87 => {
+                let status = r.u16("status")?;
+                if !(100..=599).contains(&status) {
+                    return Err(WireError::OutOfRange("status"));
+                }
+                Response::Witness {
+                    status,
+                    body: r.witness_body("witness body", 0)?,
                 }
             }
             0xff => {

@@ -9,7 +9,9 @@ use libp2p::request_response::{self, ProtocolSupport};
 use libp2p::swarm::behaviour::toggle::Toggle;
 use libp2p::swarm::NetworkBehaviour;
 use libp2p::{identify, kad, mdns, ping, StreamProtocol};
-use proto::sync::{MAX_GOSSIP, PROTOCOL, TOPIC_ENTRIES, TOPIC_FORKS};
+use proto::sync::{
+    MAX_GOSSIP, PROTOCOL, TOPIC_CHECKPOINTS, TOPIC_ENTRIES, TOPIC_FORKS, TOPIC_SPLIT_VIEWS,
+};
 use sha2::Digest as _;
 
 use super::codec::SyncCodec;
@@ -73,15 +75,18 @@ impl Behaviour {
             ip_colocation_factor_weight: 0.0,
             ..Default::default()
         };
-        // Every node takes fork proofs; a node with an interest takes its controllers' entries,
-        // any other node every entry.
+        // Every node takes fork proofs, checkpoints and split-view proofs; a node with an
+        // interest takes its controllers' entries, any other node every entry.
+        let common = [TOPIC_FORKS, TOPIC_CHECKPOINTS, TOPIC_SPLIT_VIEWS].map(str::to_owned);
         let topics: Vec<String> = if interest.is_empty() {
-            vec![TOPIC_ENTRIES.to_owned(), TOPIC_FORKS.to_owned()]
+            std::iter::once(TOPIC_ENTRIES.to_owned())
+                .chain(common)
+                .collect()
         } else {
             interest
                 .iter()
                 .map(proto::sync::controller_topic)
-                .chain([TOPIC_FORKS.to_owned()])
+                .chain(common)
                 .collect()
         };
         for topic in &topics {

@@ -12,6 +12,7 @@
 pub mod behaviour;
 pub mod codec;
 pub mod sync;
+pub mod witnessing;
 
 pub use behaviour::{Behaviour, BehaviourEvent};
 
@@ -25,7 +26,9 @@ use libp2p::request_response::{self, OutboundRequestId, ResponseChannel};
 use libp2p::swarm::SwarmEvent;
 use libp2p::{identify, mdns, noise, tcp, yamux, Multiaddr, PeerId};
 use proto::api::PeerInfo;
-use proto::sync::{Request, Response, TOPIC_ENTRIES, TOPIC_FORKS};
+use proto::sync::{
+    Request, Response, TOPIC_CHECKPOINTS, TOPIC_ENTRIES, TOPIC_FORKS, TOPIC_SPLIT_VIEWS,
+};
 use tokio::sync::{mpsc, oneshot, Semaphore};
 use tokio_util::sync::CancellationToken;
 
@@ -191,6 +194,28 @@ impl NetHandle {
         });
     }
 
+    /// Announces this node's checkpoint note (with its cosignatures).
+    pub fn publish_checkpoint(&self, note: String) {
+        if note.len() > proto::sync::MAX_GOSSIP {
+            return;
+        }
+        let _ = self.tx.try_send(Command::Publish {
+            topic: TOPIC_CHECKPOINTS,
+            data: note.into_bytes(),
+        });
+    }
+
+    /// Announces a split-view proof (JSON).
+    pub fn publish_split_view(&self, json: Vec<u8>) {
+        if json.len() > proto::sync::MAX_GOSSIP {
+            return;
+        }
+        let _ = self.tx.try_send(Command::Publish {
+            topic: TOPIC_SPLIT_VIEWS,
+            data: json,
+        });
+    }
+
     /// The connected peers.
     pub async fn peers(&self) -> Vec<PeerInfo> {
         let (reply, rx) = oneshot::channel();
@@ -281,6 +306,7 @@ struct EventLoop {
     rx: mpsc::Receiver<Command>,
     handle: NetHandle,
     ledger: Ledger,
+    witness: Arc<crate::witness::Witness>,
     peers: HashMap<PeerId, PeerState>,
     requests: HashMap<OutboundRequestId, oneshot::Sender<Result<Response, String>>>,
     /// Strikes per peer, with when the count started; counts older than [`STRIKE_WINDOW`] restart.
@@ -299,6 +325,8 @@ struct EventLoop {
     /// The hashes of the all-entries and fork topics (compared with every message's topic).
     topic_entries: gossipsub::TopicHash,
     topic_forks: gossipsub::TopicHash,
+    topic_checkpoints: gossipsub::TopicHash,
+    topic_split_views: gossipsub::TopicHash,
 }
 
 /// One topic's entries waiting to be announced.
@@ -318,6 +346,8 @@ pub fn start(
     config: &P2pConfig,
     key: &proto::SecretKey,
     ledger: Ledger,
+    witness: Arc<crate::witness::Witness>,
+    checkpoints: Arc<crate::checkpoint::Checkpointer>,
     shutdown: CancellationToken,
 ) -> anyhow::Result<(NetHandle, tokio::task::JoinHandle<()>)> {
     use anyhow::Context;
@@ -338,11 +368,20 @@ pub fn start(
     let (sync_tx, sync_rx) = mpsc::channel(1024);
     let syncer = sync::Syncer::new(handle.clone(), ledger.clone(), config.interest.clone());
     tokio::spawn(syncer.run(sync_rx, config.sync_interval, shutdown.clone()));
+    tokio::spawn(witnessing::run(
+        handle.clone(),
+        ledger.clone(),
+        witness.clone(),
+        checkpoints,
+        config.sync_interval,
+        shutdown.clone(),
+    ));
     let mut el = EventLoop {
         swarm,
         rx,
         handle: handle.clone(),
         ledger,
+        witness,
         peers: HashMap::new(),
         requests: HashMap::new(),
         strikes: HashMap::new(),
@@ -356,6 +395,8 @@ pub fn start(
         last_kad_bootstrap: None,
         topic_entries: IdentTopic::new(TOPIC_ENTRIES).hash(),
         topic_forks: IdentTopic::new(TOPIC_FORKS).hash(),
+        topic_checkpoints: IdentTopic::new(TOPIC_CHECKPOINTS).hash(),
+        topic_split_views: IdentTopic::new(TOPIC_SPLIT_VIEWS).hash(),
     };
     el.dial_bootstrap();
     let task = tokio::spawn(async move { el.run(shutdown).await });
@@ -712,6 +753,54 @@ impl EventLoop {
             TOPIC_ENTRIES
         } else if message.topic == self.topic_forks {
             TOPIC_FORKS
+        } else if message.topic == self.topic_checkpoints || message.topic == self.topic_split_views
+        {
+            let checkpoint = message.topic == self.topic_checkpoints;
+            let witness = self.witness.clone();
+            let handle = self.handle.clone();
+            tokio::spawn(async move {
+                let data = message.data;
+                let verdict = tokio::task::spawn_blocking(move || {
+                    if checkpoint {
+                        let text = String::from_utf8(data).map_err(|e| e.to_string())?;
+                        witness.observe(&text).map(|found| found.is_some())
+                    } else {
+                        let proof: proto::witness::SplitView =
+                            serde_json::from_slice(&data).map_err(|e| e.to_string())?;
+                        witness.record(&proof)
+                    }
+                })
+                .await
+                .unwrap_or_else(|e| Err(e.to_string()));
+                drop(permit);
+                let (acceptance, reason) = match verdict {
+                    // A checkpoint is passed on; a split view only the first time it is heard.
+                    Ok(_) if checkpoint => (MessageAcceptance::Accept, None),
+                    Ok(true) => (MessageAcceptance::Accept, None),
+                    Ok(false) => (MessageAcceptance::Ignore, None),
+                    Err(e) => {
+                        tracing::debug!(peer = %source, error = %e, "invalid witness gossip");
+                        (
+                            MessageAcceptance::Reject,
+                            Some(if checkpoint {
+                                "gossip_invalid_checkpoint"
+                            } else {
+                                "gossip_invalid_split_view"
+                            }),
+                        )
+                    }
+                };
+                let _ = handle
+                    .tx
+                    .send(Command::Validated {
+                        id,
+                        source,
+                        acceptance,
+                        reason,
+                    })
+                    .await;
+            });
+            return;
         } else {
             let _ = self
                 .swarm
@@ -793,15 +882,17 @@ impl EventLoop {
                         return;
                     };
                     let ledger = self.ledger.clone();
+                    let witness = self.witness.clone();
                     let handle = self.handle.clone();
                     tokio::spawn(async move {
-                        let resp =
-                            tokio::task::spawn_blocking(move || sync::serve(&ledger, request))
-                                .await
-                                .unwrap_or_else(|e| Response::Error {
-                                    code: 3,
-                                    message: e.to_string(),
-                                });
+                        let resp = tokio::task::spawn_blocking(move || {
+                            sync::serve(&ledger, &witness, request)
+                        })
+                        .await
+                        .unwrap_or_else(|e| Response::Error {
+                            code: 3,
+                            message: e.to_string(),
+                        });
                         drop(permit);
                         handle.respond(channel, resp).await;
                     });

@@ -564,8 +564,8 @@ pub async fn validate_gossip(
     v
 }
 
-/// Answers one sync request from the store (blocking reads).
-pub fn serve(ledger: &Ledger, req: Request) -> Response {
+/// Answers one sync request from the store (blocking reads), or as a witness.
+pub fn serve(ledger: &Ledger, witness: &crate::witness::Witness, req: Request) -> Response {
     use crate::store::Store;
     let internal = |e: crate::store::StoreError| Response::Error {
         code: 3,
@@ -626,5 +626,24 @@ pub fn serve(ledger: &Ledger, req: Request) -> Response {
             Ok(p) => Response::Fork(p.map(|p| p.to_bytes())),
             Err(e) => internal(e),
         },
+        Request::AddCheckpoint { body } => match witness.add_checkpoint(&body) {
+            Ok(lines) => Response::Witness {
+                status: 200,
+                body: lines.into_bytes(),
+            },
+            Err(Ok(e)) => Response::Witness {
+                status: e.status(),
+                body: witness_error_body(&e).into_bytes(),
+            },
+            Err(Err(e)) => internal(e),
+        },
+    }
+}
+
+/// The body C2SP tlog-witness gives a refusal: the held size for a size conflict, else a reason.
+pub fn witness_error_body(e: &proto::witness::WitnessError) -> String {
+    match e {
+        proto::witness::WitnessError::SizeConflict(n) => format!("{n}\n"),
+        other => format!("{other}\n"),
     }
 }
