@@ -100,6 +100,12 @@ pub fn write_export(
             },
         )?;
     }
+    for r in store.split_views() {
+        let json = r?;
+        if let Ok(p) = serde_json::from_slice::<proto::witness::SplitView>(&json) {
+            line(out, &ExportLine::SplitView { a: p.a, b: p.b })?;
+        }
+    }
     line(out, &ExportLine::End { entries: next })?;
     out.flush()?;
     Ok(next)

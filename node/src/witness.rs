@@ -72,7 +72,13 @@ pub struct Witness {
     /// Checkpoints heard over gossip: origin -> size -> (root, note).
     observed: Mutex<HashMap<String, SeenSizes>>,
     announce: broadcast::Sender<Announcement>,
+    /// Origins whose held checkpoint changed recently, with when: re-announced for a while, since
+    /// a gossip message can be lost (no mesh yet, a peer that joins later).
+    recent: Mutex<HashMap<String, std::time::Instant>>,
 }
+
+/// How long a newly cosigned checkpoint keeps being re-announced.
+pub const REANNOUNCE_FOR: std::time::Duration = std::time::Duration::from_secs(60);
 
 /// What the witness asks the p2p layer to gossip.
 #[derive(Clone, Debug)]
@@ -110,6 +116,7 @@ impl Witness {
             lock: Mutex::new(()),
             observed: Mutex::new(HashMap::new()),
             announce: broadcast::channel(64).0,
+            recent: Mutex::new(HashMap::new()),
         }
     }
 
@@ -178,6 +185,10 @@ impl Witness {
             }
         }
         self.metrics.witness_cosigned.inc();
+        self.recent
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(cp.origin.clone(), std::time::Instant::now());
         let now = self.clock.now_ms() / 1000;
         let sig = cosign(&self.cosigner.name, &self.key, now, &note.text);
         let mut cosigned = logs_note;
@@ -186,6 +197,27 @@ impl Witness {
             .announce
             .send(Announcement::Cosigned(cosigned.to_text()));
         Ok(signature_lines(&[sig]))
+    }
+
+    /// The checkpoints cosigned within [`REANNOUNCE_FOR`], cosigned again now (a fresh
+    /// timestamp, so that gossip sees a new message), for announcing once more.
+    pub fn reannounce(&self) -> Vec<String> {
+        let origins: Vec<String> = {
+            let mut recent = self.recent.lock().unwrap_or_else(|p| p.into_inner());
+            recent.retain(|_, t| t.elapsed() < REANNOUNCE_FOR);
+            recent.keys().cloned().collect()
+        };
+        let now = self.clock.now_ms() / 1000;
+        origins
+            .iter()
+            .filter_map(|o| self.store.witness_held(o).ok().flatten())
+            .filter_map(|text| {
+                let mut note = Note::parse(&text).ok()?;
+                let sig = cosign(&self.cosigner.name, &self.key, now, &note.text);
+                note.signatures.push(sig);
+                Some(note.to_text())
+            })
+            .collect()
     }
 
     /// Compares a checkpoint heard over gossip with the checkpoints seen for its origin. Returns

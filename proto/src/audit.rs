@@ -60,6 +60,14 @@ pub enum ExportLine {
         /// The proof.
         hex: String,
     },
+    /// A split-view proof the node holds (see [`crate::witness::SplitView`]): two checkpoints
+    /// one log signed for one size with different roots.
+    SplitView {
+        /// One signed checkpoint note.
+        a: String,
+        /// The other.
+        b: String,
+    },
     /// Last line.
     End {
         /// Number of entry lines.
@@ -90,6 +98,20 @@ pub struct CheckpointReport {
     pub signature_ok: bool,
     /// Its root equals the root recomputed from the exported log at its size.
     pub matches_log: bool,
+    /// The witnesses (`consent-witness/<key>` names) whose cosignatures on it verify.
+    #[serde(default)]
+    pub cosigners: Vec<String>,
+}
+
+/// A verified split-view proof in the export.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SplitViewLine {
+    /// The proof's id.
+    pub id: Hash,
+    /// The log that showed two histories.
+    pub origin: String,
+    /// The size both checkpoints claim.
+    pub size: u64,
 }
 
 /// One subject's state for one controller and purpose.
@@ -128,6 +150,9 @@ pub struct AuditReport {
     pub checkpoints: Vec<CheckpointReport>,
     /// Subjects with a verified fork proof.
     pub forked_subjects: Vec<PublicKey>,
+    /// Verified split-view proofs (of any log) the export carries.
+    #[serde(default)]
+    pub split_views: Vec<SplitViewLine>,
     /// Everything that is wrong, one line each.
     pub anomalies: Vec<String>,
     /// States at the end of the log or at `at`.
@@ -170,6 +195,7 @@ pub fn audit(
     let mut hashes: Vec<Hash> = Vec::new();
     let mut leaves: Vec<Hash> = Vec::new();
     let mut notes = Vec::new();
+    let mut split_views = Vec::new();
     let mut forks = Vec::new();
     for (i, line) in lines.iter().enumerate() {
         match line {
@@ -220,6 +246,10 @@ pub fn audit(
             }
             ExportLine::Checkpoint { note } => notes.push(note.clone()),
             ExportLine::Fork { hex } => forks.push(hex.clone()),
+            ExportLine::SplitView { a, b } => split_views.push(crate::witness::SplitView {
+                a: a.clone(),
+                b: b.clone(),
+            }),
             ExportLine::End { entries: n } => end_count = Some(*n),
         }
     }
@@ -349,11 +379,35 @@ pub fn audit(
             ));
         }
         last_size = last_size.max(cp.size);
+        // Cosignatures by consent-ledger witnesses (their key is in their name); other signature
+        // lines are ignored.
+        let mut cosigners = Vec::new();
+        for s in &nt.signatures {
+            let Some(key) = s
+                .name
+                .strip_prefix(crate::witness::WITNESS_NAME_PREFIX)
+                .and_then(|h| h.parse::<PublicKey>().ok())
+            else {
+                continue;
+            };
+            let c = crate::witness::Cosigner::of_key(key);
+            if s.id != c.id() || cosigners.contains(&c.name) {
+                continue;
+            }
+            match c.verify(&nt) {
+                Ok(_) => cosigners.push(c.name),
+                Err(e) => anomalies.push(format!(
+                    "checkpoint at size {}: cosignature by {}: {e}",
+                    cp.size, c.name
+                )),
+            }
+        }
         r.checkpoints.push(CheckpointReport {
             size: cp.size,
             root: cp.root,
             signature_ok,
             matches_log,
+            cosigners,
         });
     }
     if notes.is_empty() {
@@ -393,6 +447,27 @@ pub fn audit(
         }
     }
     r.forked_subjects = forked.iter().copied().collect();
+
+    // Split-view proofs: each must verify; one about this very log is an anomaly of the log.
+    let own_origin = verifier.as_ref().map(|v| v.name.clone());
+    for p in &split_views {
+        match p.verify() {
+            Ok((cp, _)) => {
+                if own_origin.as_deref() == Some(cp.origin.as_str()) {
+                    anomalies.push(format!(
+                        "split view: this log signed two different roots for size {}",
+                        cp.size
+                    ));
+                }
+                r.split_views.push(SplitViewLine {
+                    id: p.id(),
+                    origin: cp.origin,
+                    size: cp.size,
+                });
+            }
+            Err(e) => anomalies.push(format!("split-view proof does not verify: {e}")),
+        }
+    }
 
     // States.
     let judged_at = options.at.unwrap_or(now);

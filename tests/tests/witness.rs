@@ -67,6 +67,17 @@ impl FakeLog {
     }
 }
 
+fn audit_export(n: &TestNode) -> proto::audit::AuditReport {
+    let export = n.get("/v1/log/export").expect_status(200).body;
+    let lines = proto::audit::parse_export(&export).expect("export parses");
+    proto::audit::audit(
+        &lines,
+        &proto::audit::AuditOptions::default(),
+        tests::now_ms(),
+        &proto::audit::verify_signatures_sequential,
+    )
+}
+
 fn add_checkpoint(n: &TestNode, body: &[u8]) -> tests::Reply {
     n.post_raw("/v1/witness/add-checkpoint", Some("text/plain"), body)
 }
@@ -129,6 +140,17 @@ fn nodes_cosign_each_others_checkpoints() {
             && wb.verify(&n).is_ok()
             && wc.verify(&n).is_ok()
     });
+    // The export carries the cosigned checkpoints, and the audit checks every cosignature.
+    let report = audit_export(a);
+    assert!(report.ok, "{:?}", report.anomalies);
+    assert!(
+        report
+            .checkpoints
+            .iter()
+            .any(|c| c.cosigners.contains(&wb.name) && c.cosigners.contains(&wc.name)),
+        "{:?}",
+        report.checkpoints
+    );
     // Nobody has seen a split view.
     for n in [a, b, c] {
         assert_eq!(n.info().split_views, 0);
@@ -277,6 +299,12 @@ fn a_log_showing_two_witnesses_two_histories_is_reported_by_every_node() {
         let (x, y) = proof.verify().expect("verifies");
         assert_eq!((x.size, y.size), (5, 5));
     }
+    // Exports carry the proof, and the audit verifies and lists it (it is about another log, so
+    // the exporting node's own log is still sound).
+    let report = audit_export(a);
+    assert!(report.ok, "{:?}", report.anomalies);
+    assert_eq!(report.split_views.len(), 1);
+    assert_eq!(report.split_views[0].origin, log.origin());
     let metrics = a.get("/metrics").body;
     assert!(
         metrics.lines().any(|l| l == "consent_split_views 1"),

@@ -504,6 +504,30 @@ fn human(v: &HumanView<'_>) -> String {
         ));
         out.extend(r.forked_subjects.iter().map(|s| format!("  {s}")));
     }
+    let cosigned = r
+        .checkpoints
+        .iter()
+        .filter(|c| !c.cosigners.is_empty())
+        .count();
+    let witnesses: std::collections::BTreeSet<&String> =
+        r.checkpoints.iter().flat_map(|c| &c.cosigners).collect();
+    out.push(format!(
+        "cosigned     {cosigned} checkpoints, by {} witnesses",
+        witnesses.len()
+    ));
+    if r.split_views.is_empty() {
+        out.push("split views  none".to_owned());
+    } else {
+        out.push(format!(
+            "split views  {} (logs that signed two roots for one size)",
+            r.split_views.len()
+        ));
+        out.extend(
+            r.split_views
+                .iter()
+                .map(|s| format!("  {} at size {} (proof {})", s.origin, s.size, s.id)),
+        );
+    }
     if r.anomalies.is_empty() {
         out.push("anomalies    none".to_owned());
     } else {
@@ -632,6 +656,7 @@ mod tests {
             root: proto::keys::Hash::from_bytes([size as u8; 32]),
             signature_ok: ok,
             matches_log: true,
+            cosigners: vec![],
         };
         let few: Vec<_> = (1..=3).map(|n| cp(n, n != 2)).collect();
         let mut out = Vec::new();

@@ -66,6 +66,12 @@ pub async fn run(
             },
             _ = tick.tick() => {
                 round(&handle, &ledger, &checkpoints, &mut cosigned).await;
+                let w = witness.clone();
+                if let Ok(notes) = tokio::task::spawn_blocking(move || w.reannounce()).await {
+                    for note in notes {
+                        handle.publish_checkpoint(note);
+                    }
+                }
             }
         }
     }
