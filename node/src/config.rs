@@ -55,6 +55,9 @@ pub struct FileConfig {
     pub pending_max: Option<usize>,
     /// How long an entry may wait for its predecessor (seconds).
     pub pending_ttl_secs: Option<u64>,
+    /// Freshness bound (seconds): when no sync round with a peer has completed for this long,
+    /// checks that would allow answer deny with status `stale`. Needs replication. Absent: off.
+    pub max_staleness_secs: Option<u64>,
 }
 
 /// The resolved configuration.
@@ -72,6 +75,8 @@ pub struct Config {
     pub clock: Clock,
     /// Pending-area limits.
     pub pending: PendingLimits,
+    /// The freshness bound (None: off).
+    pub max_staleness: Option<Duration>,
 }
 
 /// The default data directory (see the module docs).
@@ -103,7 +108,16 @@ impl FileConfig {
     /// When an address does not parse.
     pub fn resolve(self) -> anyhow::Result<Config> {
         let defaults = PendingLimits::default();
+        if self.max_staleness_secs.is_some() && self.replicate == Some(false) {
+            anyhow::bail!(
+                "max_staleness_secs needs replication: a node without p2p never syncs, so its view would always be stale"
+            );
+        }
+        if self.max_staleness_secs == Some(0) {
+            anyhow::bail!("max_staleness_secs must be at least 1");
+        }
         Ok(Config {
+            max_staleness: self.max_staleness_secs.map(Duration::from_secs),
             data_dir: self.data_dir.unwrap_or_else(default_data_dir),
             http: match self.http {
                 Some(a) => a,

@@ -443,6 +443,7 @@ fn answer(st: &AppState, q: &CheckQuery) -> ApiResult<CheckResponse> {
         r.valid_until = d.valid_until;
         r.head_seq = r.head_seq.max(chain.last().map_or(0, Entry::seq));
         r.evidence = Some(Box::new(ev));
+        st.ledger.guard_freshness(&mut r);
     }
     Ok(r)
 }
@@ -1156,6 +1157,8 @@ async fn node_info(State(st): State<AppState>) -> Json<NodeInfo> {
             .unwrap_or_default(),
         witness_vkey: st.witness.cosigner().to_vkey(),
         split_views: l.store().split_view_count() as u64,
+        stale: l.stale(),
+        last_sync_ms: l.last_fresh_ms(),
     })
 }
 

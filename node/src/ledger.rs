@@ -124,6 +124,10 @@ struct Shared {
     clock: Clock,
     /// Summaries of every subject head, for replication (updated by the writer).
     digest: std::sync::Mutex<Digests>,
+    /// The freshness bound in ms (0: off).
+    fresh_bound_ms: AtomicU64,
+    /// When a sync round with a peer last completed (ms, node clock; 0: never).
+    last_fresh_ms: AtomicU64,
 }
 
 /// The ledger handle; cheap to clone.
@@ -166,6 +170,8 @@ impl Ledger {
             metrics,
             clock,
             digest: std::sync::Mutex::new(digest),
+            fresh_bound_ms: AtomicU64::new(0),
+            last_fresh_ms: AtomicU64::new(0),
         });
         let (tx, rx) = mpsc::channel(4 * MAX_GROUP);
         let (to_flusher, flusher_rx) = std::sync::mpsc::channel();
@@ -212,6 +218,39 @@ impl Ledger {
     /// The clock.
     pub fn clock(&self) -> &Clock {
         &self.shared.clock
+    }
+
+    /// Sets the freshness bound (None: off): past it without a completed sync round, checks that
+    /// would allow answer deny with status `stale`.
+    pub fn set_freshness_bound(&self, bound: Option<Duration>) {
+        let ms = bound.map_or(0, |b| {
+            u64::try_from(b.as_millis()).unwrap_or(u64::MAX).max(1)
+        });
+        self.shared.fresh_bound_ms.store(ms, Ordering::Relaxed);
+    }
+
+    /// Records that a sync round with a peer has just completed: this node's view is fresh.
+    pub fn mark_fresh(&self) {
+        self.shared
+            .last_fresh_ms
+            .store(self.shared.clock.now_ms(), Ordering::Relaxed);
+    }
+
+    /// Whether a freshness bound is set and this node's view is older than it.
+    pub fn stale(&self) -> bool {
+        let bound = self.shared.fresh_bound_ms.load(Ordering::Relaxed);
+        bound > 0
+            && self
+                .shared
+                .clock
+                .now_ms()
+                .saturating_sub(self.shared.last_fresh_ms.load(Ordering::Relaxed))
+                > bound
+    }
+
+    /// When a sync round last completed (ms; 0: never).
+    pub fn last_fresh_ms(&self) -> u64 {
+        self.shared.last_fresh_ms.load(Ordering::Relaxed)
     }
 
     /// Subscribes to consent events of entries stored from now on.
@@ -393,7 +432,7 @@ impl Ledger {
                 )
             }
         };
-        Ok(response(
+        let mut r = response(
             *subject,
             *controller,
             purpose,
@@ -401,7 +440,18 @@ impl Ledger {
             head_seq,
             store.log_size(),
             judged_at,
-        ))
+        );
+        self.guard_freshness(&mut r);
+        Ok(r)
+    }
+
+    /// A view older than the freshness bound may be missing a withdrawal: an allow answer then
+    /// becomes deny with status `stale` (the deciding grant stays named).
+    pub fn guard_freshness(&self, r: &mut CheckResponse) {
+        if r.decision == Verdict::Allow && self.stale() {
+            r.decision = Verdict::Deny;
+            proto::state::STALE_STATUS.clone_into(&mut r.status);
+        }
     }
 
     /// Stops the writer after it has answered every submission queued so far, and flushes.

@@ -75,6 +75,7 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> anyhow::Result<
     ));
     let checkpoints = Arc::new(checkpoint::Checkpointer::new(key.clone()));
     let ledger = Ledger::start(store, metrics, config.clock, config.pending.clone());
+    ledger.set_freshness_bound(config.max_staleness);
     let listener = tokio::net::TcpListener::bind(config.http)
         .await
         .with_context(|| format!("binding the HTTP address {}", config.http))?;

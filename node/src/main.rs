@@ -41,7 +41,8 @@ struct Cli {
 #[derive(clap::Args, Debug, Default)]
 struct RunArgs {
     /// TOML config file (keys: data_dir, http, p2p, bootstrap, mdns, replicate,
-    /// sync_interval_secs, controllers, log, clock_offset_ms, pending_max, pending_ttl_secs).
+    /// sync_interval_secs, controllers, max_staleness_secs, log, clock_offset_ms, pending_max,
+    /// pending_ttl_secs).
     /// Flags override it.
     #[arg(long, short)]
     config: Option<PathBuf>,
@@ -71,6 +72,10 @@ struct RunArgs {
     /// Without it the node takes every chain (auditors, portals).
     #[arg(long = "controller")]
     controllers: Vec<String>,
+    /// Freshness bound in seconds: once no sync round with any peer has completed for this
+    /// long, checks that would allow answer `deny` with status `stale` (off by default).
+    #[arg(long)]
+    max_staleness_secs: Option<u64>,
     /// Log filter, e.g. `info` or `node=debug` (RUST_LOG wins when set).
     #[arg(long)]
     log: Option<String>,
@@ -175,6 +180,9 @@ fn run(args: RunArgs) -> anyhow::Result<()> {
     }
     if args.sync_interval_secs.is_some() {
         file.sync_interval_secs = args.sync_interval_secs;
+    }
+    if args.max_staleness_secs.is_some() {
+        file.max_staleness_secs = args.max_staleness_secs;
     }
     if !args.bootstrap.is_empty() {
         file.bootstrap = Some(args.bootstrap);

@@ -295,6 +295,13 @@ pub struct NodeInfo {
     /// Split-view proofs this node holds (logs that signed two roots for one size).
     #[serde(default)]
     pub split_views: u64,
+    /// True when a freshness bound is set (`--max-staleness-secs`) and no sync round with a
+    /// peer has completed within it: checks that would allow answer deny, status `stale`.
+    #[serde(default)]
+    pub stale: bool,
+    /// When a sync round with a peer last completed (ms since the Unix epoch; 0: never).
+    #[serde(default)]
+    pub last_sync_ms: u64,
 }
 
 /// `GET /v1/peers`: one connected peer.

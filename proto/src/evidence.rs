@@ -106,10 +106,15 @@ pub fn verify_decision(
             .decide(&record.controller, &record.purpose, record.at)
             .map_err(|e| EvidenceError::Decision(e.to_string()))?
     };
-    let same = decision.status.dpv() == record.status
-        && decision.seq == record.seq
-        && decision.hash == record.hash
-        && Verdict::from_status(decision.status) == record.decision;
+    // A stale answer is a deny where the chain, as held, would have allowed.
+    let stale = record.status == crate::state::STALE_STATUS;
+    let same = if stale {
+        Verdict::from_status(decision.status) == Verdict::Allow && record.decision == Verdict::Deny
+    } else {
+        decision.status.dpv() == record.status
+            && Verdict::from_status(decision.status) == record.decision
+    } && decision.seq == record.seq
+        && decision.hash == record.hash;
     if !same {
         return Err(EvidenceError::Decision(format!(
             "the chain gives {} (seq {:?}), the record says {} (seq {:?})",

@@ -268,6 +268,10 @@ fn mark_decision(m: &Mark, now: u64) -> Decision {
     }
 }
 
+/// The status of an answer a node gave instead of allow because its view was older than its
+/// freshness bound (the chain as it held it would have allowed).
+pub const STALE_STATUS: &str = "stale";
+
 /// The decision for a forked subject: always [`Status::Forked`], which denies.
 pub fn forked_decision() -> Decision {
     Decision {

@@ -109,6 +109,7 @@ impl Syncer {
                     match self.round(peer).await {
                         Ok(s) => {
                             self.ledger.metrics().sync_rounds.inc();
+                            self.ledger.mark_fresh();
                             let level = if s.stored > 0 {
                                 tracing::Level::INFO
                             } else {
