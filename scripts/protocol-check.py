@@ -1,5 +1,6 @@
 #!/usr/bin/env python3
-"""Independent check of docs/PROTOCOL.md against proto/testdata/vectors/v1.json.
+"""Independent check of docs/PROTOCOL.md against proto/testdata/vectors/v1.json and
+proto/testdata/vectors/witness-v1.json.
 
 Written from docs/PROTOCOL.md alone, with the Python 3.11 standard library only. It re-derives
 everything the vectors file claims: public keys from seeds, recovery commitments, the canonical
@@ -7,20 +8,28 @@ encoding of each entry from its JSON form, the signing input, the (deterministic
 signature, the entry hash, chain validity, every consent decision, fork-proof validity, and the
 rejection of every invalid encoding. It also checks the Ed25519 validity rule against the
 "Taming the many EdDSAs" cases, the vocabulary copy in PROTOCOL.md against proto/vocab/, and a
-set of decoder rejection rules on mutated encodings.
+set of decoder rejection rules on mutated encodings. For witnessing (section 17) it re-derives the
+witness vectors from their inputs: log and cosigner key IDs and vkeys, Merkle roots and the
+consistency proof, signed checkpoints, the cosigned message and cosignature, the add-checkpoint
+body and the witness's checks, the AddCheckpoint and Witness sync messages, the split-view proof
+and its id; and it checks that section 17.10 shows those values.
 
 Prints one line per check and ends with "N passed, M failed"; exits 1 if anything failed.
 """
 
+import base64
+import binascii
 import hashlib
 import json
 import os
 import re
 import sys
+import unicodedata
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 DOC = os.path.join(ROOT, "docs", "PROTOCOL.md")
 VECTORS = os.path.join(ROOT, "proto", "testdata", "vectors", "v1.json")
+WITNESS_VECTORS = os.path.join(ROOT, "proto", "testdata", "vectors", "witness-v1.json")
 SPECCHECK = os.path.join(ROOT, "proto", "testdata", "ed25519-speccheck", "cases.json")
 VOCAB_FILE = os.path.join(ROOT, "proto", "vocab", "vocab-v1.tsv")
 TCF_FILE = os.path.join(ROOT, "proto", "vocab", "tcf-v2.2.tsv")
@@ -770,6 +779,368 @@ def fork_proof_verify(b):
 
 
 # ---------------------------------------------------------------------------------------------
+# Witnessing (PROTOCOL.md section 17): signed notes, checkpoints, cosignatures, the add-checkpoint
+# request and the witness's checks, the sync messages AddCheckpoint and Witness, split views.
+# ---------------------------------------------------------------------------------------------
+
+COSIGNATURE_TYPE = 0x04
+NOTE_KEY_TYPE = 0x01
+MAX_ADD_BODY = 69632
+MAX_PROOF_LINES = 63
+MAX_NOTE_BYTES = 65536
+MAX_SIGNATURES = 64
+EM_DASH = "\u2014"
+NODE_ORIGIN_PREFIX = "consent-node/"
+WITNESS_NAME_PREFIX = "consent-witness/"
+
+
+class Refused(Exception):
+    """A witness's refusal: an HTTP status and a reason."""
+
+    def __init__(self, status, reason, body=None):
+        super().__init__(reason)
+        self.status, self.body = status, body
+
+
+def b64(b):
+    return base64.b64encode(b).decode()
+
+
+def unb64(s):
+    """Standard base64 with padding, canonical only (as the reference reader takes it)."""
+    try:
+        b = base64.b64decode(s, validate=True)
+    except (ValueError, binascii.Error):
+        return None
+    return b if b64(b) == s else None
+
+
+def leaf_hash(entry_hash):
+    return sha256(b"\x00" + entry_hash)
+
+
+def node_hash(left, right):
+    return sha256(b"\x01" + left + right)
+
+
+def split_point(n):
+    k = 1
+    while k * 2 < n:
+        k *= 2
+    return k
+
+
+def mth(hashes):
+    """RFC 6962 Merkle Tree Hash over leaf hashes."""
+    if not hashes:
+        return sha256(b"")
+    if len(hashes) == 1:
+        return hashes[0]
+    k = split_point(len(hashes))
+    return node_hash(mth(hashes[:k]), mth(hashes[k:]))
+
+
+def subproof(m, hashes, whole):
+    """RFC 6962 section 2.1.2 SUBPROOF."""
+    n = len(hashes)
+    if m == n:
+        return [] if whole else [mth(hashes)]
+    k = split_point(n)
+    if m <= k:
+        return subproof(m, hashes[:k], whole) + [mth(hashes[k:])]
+    return subproof(m - k, hashes[k:], False) + [mth(hashes[:k])]
+
+
+def verify_consistency(first, second, first_root, second_root, proof):
+    """RFC 9162 section 2.1.4.2; True when the proof holds. A first size of 0 is refused."""
+    if first == 0 or first > second:
+        return False
+    if first == second:
+        return not proof and first_root == second_root
+    if not proof:
+        return False
+    path = ([first_root] if first & (first - 1) == 0 else []) + list(proof)
+    fn, sn = first - 1, second - 1
+    while fn & 1:
+        fn, sn = fn >> 1, sn >> 1
+    fr = sr = path[0]
+    for c in path[1:]:
+        if sn == 0:
+            return False
+        if fn & 1 or fn == sn:
+            fr, sr = node_hash(c, fr), node_hash(c, sr)
+            while not fn & 1 and fn != 0:
+                fn, sn = fn >> 1, sn >> 1
+        else:
+            sr = node_hash(sr, c)
+        fn, sn = fn >> 1, sn >> 1
+    return sn == 0 and fr == first_root and sr == second_root
+
+
+def key_id(name, key_type, pub):
+    return sha256(name.encode() + bytes([0x0A, key_type]) + pub)[:4]
+
+
+def vkey(name, key_type, pub):
+    return f"{name}+{key_id(name, key_type, pub).hex()}+{b64(bytes([key_type]) + pub)}"
+
+
+def valid_name(name):
+    return name != "" and not any(c.isspace() or c == "+" for c in name)
+
+
+def note_parse(s):
+    """(text, [(name, key ID, signature bytes)]) of a signed note (17.1); Reject otherwise."""
+    if len(s.encode()) > MAX_NOTE_BYTES:
+        raise Reject("note too large")
+    if any(unicodedata.category(c) == "Cc" and c != "\n" for c in s):
+        raise Reject("control character")
+    if not s.endswith("\n"):
+        raise Reject("missing final newline")
+    split = s.rfind("\n\n")
+    if split < 0:
+        raise Reject("no empty line")
+    text, lines = s[:split + 1], s[split + 2:].split("\n")[:-1]
+    sigs = []
+    for line in lines:
+        if len(sigs) == MAX_SIGNATURES:
+            raise Reject("too many signature lines")
+        if not line.startswith(EM_DASH + " ") or " " not in line[2:]:
+            raise Reject("not a signature line")
+        name, payload = line[2:].split(" ", 1)
+        payload = unb64(payload)
+        if not valid_name(name) or payload is None or len(payload) < 5:
+            raise Reject("bad signature line")
+        sigs.append((name, payload[:4], payload[4:]))
+    if not sigs:
+        raise Reject("no signature line")
+    return text, sigs
+
+
+def note_text(text, sigs):
+    return text + "\n" + "".join(f"{EM_DASH} {n} {b64(i + s)}\n" for n, i, s in sigs)
+
+
+def note_verify(text, sigs, name, pub):
+    """The 17.1 rule for an Ed25519 note key: None if the note verifies, else the reason."""
+    kid = key_id(name, NOTE_KEY_TYPE, pub)
+    matching = [s for n, i, s in sigs if n == name and i == kid]
+    if not matching:
+        return f"no signature by {name}"
+    for s in matching:
+        if len(s) != 64 or verify(pub, text.encode(), s) is not None:
+            return f"signature by {name} does not verify"
+    return None
+
+
+def checkpoint_text(origin, size, root):
+    return f"{origin}\n{size}\n{b64(root)}\n"
+
+
+def checkpoint_parse(text):
+    """(origin, size, root) of a checkpoint text (17.1); Reject otherwise."""
+    if not text.endswith("\n"):
+        raise Reject("missing final newline")
+    lines = text[:-1].split("\n")
+    if len(lines) < 3 or lines[0] == "":
+        raise Reject("missing origin, size or root")
+    size = lines[1]
+    if not (size.isascii() and size.isdigit()) or (len(size) > 1 and size[0] == "0") \
+            or int(size) >= 2**64:
+        raise Reject("bad size")
+    root = unb64(lines[2])
+    if root is None or len(root) != 32:
+        raise Reject("bad root")
+    if any(e == "" for e in lines[3:]):
+        raise Reject("empty extension line")
+    return lines[0], int(size), root
+
+
+def log_key_of_origin(origin):
+    rest = origin[len(NODE_ORIGIN_PREFIX):] if origin.startswith(NODE_ORIGIN_PREFIX) else ""
+    if len(rest) != 64 or any(c not in "0123456789abcdef" for c in rest):
+        return None
+    return bytes.fromhex(rest)
+
+
+def sign_checkpoint(seed, origin, size, root):
+    text = checkpoint_text(origin, size, root)
+    kid = key_id(origin, NOTE_KEY_TYPE, public_key(seed))
+    return note_text(text, [(origin, kid, sign(seed, text.encode()))])
+
+
+def cosigned_message(t, text):
+    return f"cosignature/v1\ntime {t}\n".encode() + text.encode()
+
+
+def cosign_line(seed, t, text):
+    pub = public_key(seed)
+    name = WITNESS_NAME_PREFIX + pub.hex()
+    return (name, key_id(name, COSIGNATURE_TYPE, pub),
+            t.to_bytes(8, "big") + sign(seed, cosigned_message(t, text)))
+
+
+def cosignature_verify(text, sigs, name, pub):
+    """17.2: the time of the cosignature by (name, pub), or raises Reject."""
+    kid = key_id(name, COSIGNATURE_TYPE, pub)
+    found = None
+    for n, i, s in sigs:
+        if n != name or i != kid:
+            continue
+        t = int.from_bytes(s[:8], "big")
+        if len(s) != 72 or t > 2**63 - 1 or verify(pub, cosigned_message(t, text), s[8:]):
+            raise Reject("cosignature does not verify")
+        found = t
+    if found is None:
+        raise Reject("no cosignature")
+    return found
+
+
+def add_checkpoint_body(old, proof, note):
+    return f"old {old}\n" + "".join(b64(h) + "\n" for h in proof) + "\n" + note
+
+
+def add_checkpoint_parse(body):
+    """(old, proof, note) of an add-checkpoint body (17.3); Refused(400) otherwise."""
+    if len(body) > MAX_ADD_BODY:
+        raise Refused(400, "body too large")
+    try:
+        s = body.decode("utf-8")
+    except UnicodeDecodeError:
+        raise Refused(400, "not UTF-8") from None
+    if "\n\n" not in s:
+        raise Refused(400, "no empty line")
+    head, note = s.split("\n\n", 1)
+    lines = head.split("\n")
+    m = re.fullmatch(r"old (0|[1-9][0-9]*)", lines[0])
+    if not m or int(m.group(1)) >= 2**64:
+        raise Refused(400, "bad old line")
+    proof = []
+    for line in lines[1:]:
+        h = unb64(line)
+        if h is None or len(h) != 32 or len(proof) == MAX_PROOF_LINES:
+            raise Refused(400, "bad proof line")
+        proof.append(h)
+    try:
+        note_parse(note)
+    except Reject as exc:
+        raise Refused(400, str(exc)) from None
+    return int(m.group(1)), proof, note
+
+
+def witness_check(body, held, witness_seed, t):
+    """The checks of 17.4 for a witness holding the note `held` (or None): (status, body)."""
+    try:
+        old, proof, note = add_checkpoint_parse(body)
+        text, sigs = note_parse(note)
+        try:
+            origin, size, root = checkpoint_parse(text)
+        except Reject as exc:
+            raise Refused(400, str(exc)) from None
+        pub = log_key_of_origin(origin)
+        if pub is None:
+            raise Refused(404, "unknown log origin")
+        why = note_verify(text, sigs, origin, pub)
+        if why:
+            raise Refused(403, why)
+        if old > size:
+            raise Refused(400, "old size exceeds the checkpoint size")
+        held_size, held_root = 0, None
+        if held is not None:
+            _, held_size, held_root = checkpoint_parse(note_parse(held)[0])
+        if old != held_size:
+            raise Refused(409, "size conflict", f"{held_size}\n")
+        if held is None:
+            if proof:
+                raise Refused(422, "proof without a held checkpoint")
+        elif held_size == size:
+            if held_root != root:
+                raise Refused(409, "split view")
+        elif held_size == 0:
+            if proof:
+                raise Refused(422, "proof from the empty tree")
+        elif not verify_consistency(held_size, size, held_root, root, proof):
+            raise Refused(422, "consistency proof does not verify")
+    except Refused as r:
+        return r.status, r.body
+    name, kid, payload = cosign_line(witness_seed, t, text)
+    return 200, f"{EM_DASH} {name} {b64(kid + payload)}\n"
+
+
+def sync_add_checkpoint(body):
+    return b"\x07" + len(body).to_bytes(4, "big") + body
+
+
+def sync_witness(status, body):
+    return b"\x87" + status.to_bytes(2, "big") + len(body).to_bytes(4, "big") + body
+
+
+def sync_decode(b, request):
+    """Decodes an AddCheckpoint request or a Witness response (16.5, 16.6); Reject otherwise."""
+    if not b:
+        raise Reject("empty")
+    if request and b[0] == 0x07:
+        fixed, lo = 5, 1
+    elif not request and b[0] == 0x87:
+        if len(b) < 3:
+            raise Reject("truncated")
+        status = int.from_bytes(b[1:3], "big")
+        if not 100 <= status <= 599:
+            raise Reject("status out of range")
+        fixed, lo = 7, 0
+    else:
+        raise Reject("unknown tag")
+    if len(b) < fixed:
+        raise Reject("truncated")
+    n = int.from_bytes(b[fixed - 4:fixed], "big")
+    if not lo <= n <= MAX_ADD_BODY:
+        raise Reject("length out of range")
+    if len(b) < fixed + n:
+        raise Reject("truncated")
+    if len(b) > fixed + n:
+        raise Reject("trailing bytes")
+    return b[fixed:]
+
+
+def split_view_json(a, b):
+    return json.dumps({"a": a, "b": b}, separators=(",", ":"), ensure_ascii=False)
+
+
+def split_view_verify(text):
+    """17.8: (origin, size) of a valid split-view proof in JSON, or raises Reject."""
+    try:
+        obj = json.loads(text, object_pairs_hook=no_duplicates)
+    except ValueError as exc:
+        raise Reject(f"not JSON: {exc}") from None
+    if not isinstance(obj, dict):
+        raise Reject("not a JSON object")
+    a, b = obj.get("a"), obj.get("b")
+    if not isinstance(a, str) or not isinstance(b, str):
+        raise Reject("not a split-view proof")
+    if not a.encode() < b.encode():
+        raise Reject("not in canonical order")
+    origin = checkpoint_parse(note_parse(a)[0])[0]
+    pub = log_key_of_origin(origin)
+    if pub is None:
+        raise Reject("unknown log origin")
+    cps = []
+    for n in (a, b):
+        t, sigs = note_parse(n)
+        why = note_verify(t, sigs, origin, pub)
+        if why:
+            raise Reject(why)
+        cps.append(checkpoint_parse(t))
+    (oa, sa, ra), (ob, sb, rb) = cps
+    if oa != ob or sa != sb or ra == rb:
+        raise Reject("not a split view")
+    return oa, sa
+
+
+def split_view_id(a, b):
+    return sha256(a.encode() + b"\x00" + b.encode())
+
+
+# ---------------------------------------------------------------------------------------------
 # The checks.
 # ---------------------------------------------------------------------------------------------
 
@@ -1071,6 +1442,196 @@ def check_mutations(vec):
               why or "")
 
 
+def check_witness(doc):
+    """PROTOCOL.md section 17: re-derives proto/testdata/vectors/witness-v1.json from its inputs
+    and checks that section 17.10 shows its values."""
+    wv = load_json(WITNESS_VECTORS)
+    inp = wv["inputs"]
+    log_seed, wit_seed, other_seed = (bytes.fromhex(inp[k])
+                                      for k in ("log_seed", "witness_seed", "other_seed"))
+    t = inp["timestamp"]
+    check_eq("witness/constants", wv["constants"], {
+        "cosignature_type": COSIGNATURE_TYPE, "max_add_body": MAX_ADD_BODY,
+        "max_proof_lines": MAX_PROOF_LINES})
+
+    # Keys, names, key IDs, vkeys (17.1, 17.2).
+    log_pub = public_key(log_seed)
+    origin = NODE_ORIGIN_PREFIX + log_pub.hex()
+    check_eq("witness/log", wv["log"], {
+        "public_key": log_pub.hex(), "origin": origin,
+        "key_id": key_id(origin, NOTE_KEY_TYPE, log_pub).hex(),
+        "vkey": vkey(origin, NOTE_KEY_TYPE, log_pub)})
+    check("witness/log-origins",
+          log_key_of_origin(origin) == log_pub
+          and log_key_of_origin(origin.upper().replace("CONSENT-NODE", "consent-node")) is None
+          and log_key_of_origin(origin[:-1]) is None
+          and log_key_of_origin("example.com/log") is None)
+    wit_pub = public_key(wit_seed)
+    name = WITNESS_NAME_PREFIX + wit_pub.hex()
+    check_eq("witness/cosigner", wv["cosigner"], {
+        "public_key": wit_pub.hex(), "name": name,
+        "key_id": key_id(name, COSIGNATURE_TYPE, wit_pub).hex(),
+        "vkey": vkey(name, COSIGNATURE_TYPE, wit_pub)})
+
+    # The tree, the checkpoints, the consistency proof (17.1).
+    hashes = [leaf_hash(bytes.fromhex(h)) for h in inp["entry_hashes"]]
+    other = [leaf_hash(bytes.fromhex(h)) for h in inp["other_entry_hashes"]]
+    cps = {
+        "size_3": (log_seed, origin, 3, mth(hashes[:3])),
+        "size_8": (log_seed, origin, 8, mth(hashes)),
+        "size_3_other": (log_seed, origin, 3, mth(other)),
+        "unknown_origin": (log_seed, "example.com/log", 1, bytes(32)),
+        "another_key": (other_seed, origin, 1, bytes(32)),
+    }
+    notes = {}
+    for k, (seed, o, size, root) in cps.items():
+        notes[k] = sign_checkpoint(seed, o, size, root)
+        check_eq(f"witness/checkpoints/{k}", wv["checkpoints"][k], {
+            "origin": o, "size": size, "root": root.hex(), "root_base64": b64(root),
+            "note": notes[k]})
+        text, sigs = note_parse(notes[k])
+        check_eq(f"witness/checkpoints/{k}/parses", (note_text(text, sigs),
+                                                      checkpoint_parse(text)),
+                 (notes[k], (o, size, root)))
+    check("witness/checkpoints/log-signature",
+          all(note_verify(*note_parse(notes[k]), origin, log_pub) is None
+              for k in ("size_3", "size_8", "size_3_other"))
+          and note_verify(*note_parse(notes["another_key"]), origin, log_pub) is not None)
+    proof = subproof(3, hashes, True)
+    check_eq("witness/consistency-proof-3-8", wv["consistency_proof_3_8"], [h.hex() for h in proof])
+    check("witness/consistency-proof-verifies",
+          verify_consistency(3, 8, mth(hashes[:3]), mth(hashes), proof)
+          and not verify_consistency(3, 8, mth(other), mth(hashes), proof)
+          and not verify_consistency(3, 8, mth(hashes[:3]), mth(hashes), proof[1:])
+          and not verify_consistency(0, 8, mth([]), mth(hashes), proof))
+
+    # The cosignature (17.2).
+    text8 = note_parse(notes["size_8"])[0]
+    msg = cosigned_message(t, text8)
+    cname, kid, payload = cosign_line(wit_seed, t, text8)
+    line = f"{EM_DASH} {cname} {b64(kid + payload)}\n"
+    cosigned = notes["size_8"] + line
+    check_eq("witness/cosignature", wv["cosignature"], {
+        "message": msg.hex(), "signature": payload[8:].hex(), "payload": (kid + payload).hex(),
+        "line": line, "cosigned_note": cosigned})
+    ctext, csigs = note_parse(cosigned)
+    check_eq("witness/cosignature/verifies", cosignature_verify(ctext, csigs, name, wit_pub), t)
+    check("witness/cosignature/log-signature-still-verifies",
+          note_verify(ctext, csigs, origin, log_pub) is None)
+    text3 = note_parse(notes["size_3"])[0]
+    for what, sigs in [
+            ("other checkpoint", note_parse(notes["size_3"])[1] + csigs[1:]),
+            ("changed time", csigs[:1] + [(cname, kid, (t + 1).to_bytes(8, "big") + payload[8:])]),
+            ("time above 2^63 - 1", csigs[:1] + [(cname, kid, (2**63).to_bytes(8, "big")
+                                                   + payload[8:])])]:
+        try:
+            cosignature_verify(text3 if what == "other checkpoint" else ctext, sigs, name, wit_pub)
+            check(f"witness/cosignature/{what}/rejected", False)
+        except Reject:
+            check(f"witness/cosignature/{what}/rejected", True)
+
+    # The add-checkpoint body (17.3) and the witness's checks (17.4).
+    body = add_checkpoint_body(3, proof, notes["size_8"])
+    check_eq("witness/add-checkpoint/body", wv["add_checkpoint"]["body"], body)
+    check_eq("witness/add-checkpoint/parses", add_checkpoint_parse(body.encode()),
+             (3, proof, notes["size_8"]))
+    zeroed = [bytes(32)] + proof[1:]
+    cases = {
+        "extend": (notes["size_3"], body),
+        "first": (None, add_checkpoint_body(0, [], notes["size_3"])),
+        "old-has-leading-zero": (None, "old 03\n\n" + notes["size_3"]),
+        "unknown-origin": (None, add_checkpoint_body(0, [], notes["unknown_origin"])),
+        "signed-by-another-key": (None, add_checkpoint_body(0, [], notes["another_key"])),
+        "old-above-size": (None, add_checkpoint_body(9, [], notes["size_8"])),
+        "old-is-not-held-size": (notes["size_3"], add_checkpoint_body(0, [], notes["size_8"])),
+        "proof-when-nothing-held": (None, add_checkpoint_body(0, proof, notes["size_8"])),
+        "split-view": (notes["size_3"], add_checkpoint_body(3, [], notes["size_3_other"])),
+        "bad-proof": (notes["size_3"], add_checkpoint_body(3, zeroed, notes["size_8"])),
+    }
+    check_eq("witness/checks/names", [c["name"] for c in wv["witness_checks"]], list(cases))
+    for c in wv["witness_checks"]:
+        held, b = cases.get(c["name"], (None, ""))
+        status, resp = witness_check(b.encode(), held, wit_seed, t)
+        check_eq(f"witness/checks/{c['name']}", (c["held"], c["body"], c["status"], c["response"]),
+                 (held, b, status, resp))
+    for what, bad in [("old with a sign", "old +3\n\n" + notes["size_3"]),
+                      ("no empty line", "old 0\n" + notes["size_3"]),
+                      ("64 proof lines", add_checkpoint_body(3, proof * 16, notes["size_8"])),
+                      ("proof line of 31 bytes", add_checkpoint_body(3, [bytes(31)],
+                                                                     notes["size_8"])),
+                      ("body too large", "old 0\n\n" + "x" * MAX_ADD_BODY)]:
+        check_eq(f"witness/checks/{what}/400",
+                 witness_check(bad.encode(), None, wit_seed, t)[0], 400)
+
+    # The sync messages (16.5, 16.6, 17.6).
+    req = sync_add_checkpoint(body.encode())
+    r200 = sync_witness(200, line.encode())
+    r409 = sync_witness(409, b"3\n")
+    check_eq("witness/sync", wv["add_checkpoint"], {
+        "body": body, "sync_request": req.hex(), "sync_response_200": r200.hex(),
+        "sync_response_409": r409.hex()})
+    check_eq("witness/sync/decode", (sync_decode(req, True), sync_decode(r200, False),
+                                     sync_decode(r409, False)),
+             (body.encode(), line.encode(), b"3\n"))
+    for what, b, is_request in [
+            ("empty AddCheckpoint body", sync_add_checkpoint(b""), True),
+            ("AddCheckpoint body over MAX_ADD_BODY", sync_add_checkpoint(b"x" * (MAX_ADD_BODY + 1)),
+             True),
+            ("AddCheckpoint trailing byte", req + b"\x00", True),
+            ("AddCheckpoint truncated", req[:-1], True),
+            ("Witness status 99", sync_witness(99, b""), False),
+            ("Witness status 600", sync_witness(600, b""), False),
+            ("Witness body over MAX_ADD_BODY", sync_witness(200, b"x" * (MAX_ADD_BODY + 1)), False),
+            ("tag 08", b"\x08" + req[1:], True),
+            ("Witness as a request", r409, True)]:
+        try:
+            sync_decode(b, is_request)
+            check(f"witness/sync/{what}/rejected", False)
+        except Reject:
+            check(f"witness/sync/{what}/rejected", True)
+    check_eq("witness/sync/empty Witness body accepted", sync_decode(sync_witness(200, b""), False),
+             b"")
+
+    # Split-view proofs (17.8).
+    a, b = sorted([notes["size_3"], notes["size_3_other"]], key=str.encode)
+    js = split_view_json(a, b)
+    check_eq("witness/split-view", wv["split_view"], {"json": js, "id": split_view_id(a, b).hex()})
+    check_eq("witness/split-view/verifies", split_view_verify(js), (origin, 3))
+    for what, bad in [("swapped", split_view_json(b, a)),
+                      ("different sizes", split_view_json(notes["size_3"], notes["size_8"])),
+                      ("same note twice", split_view_json(a, a)),
+                      ("another key", split_view_json(*sorted([notes["another_key"],
+                                                                notes["size_3"]],
+                                                               key=str.encode))),
+                      ("duplicate member", js[:-1] + ',"a":' + json.dumps(a) + "}")]:
+        try:
+            split_view_verify(bad)
+            check(f"witness/split-view/{what}/rejected", False)
+        except Reject:
+            check(f"witness/split-view/{what}/rejected", True)
+
+    # Section 17.10 shows the values (long hex wrapped over lines).
+    section = doc.split("\n### 17.10 Test vectors\n", 1)[1].split("\n## ", 1)[0]
+    packed = re.sub(r"\s", "", section)
+    shown = [wv["log"][k] for k in ("public_key", "origin", "key_id", "vkey")]
+    shown += [wv["cosigner"][k] for k in ("public_key", "name", "key_id", "vkey")]
+    shown += [wv["checkpoints"][c][k] for c in ("size_3", "size_8", "size_3_other")
+              for k in ("root", "root_base64", "note")]
+    shown += wv["consistency_proof_3_8"] + [msg.decode()]
+    shown += [wv["cosignature"][k] for k in ("message", "signature", "payload", "line",
+                                             "cosigned_note")]
+    shown += [wv["add_checkpoint"][k] for k in ("body", "sync_request", "sync_response_200",
+                                                "sync_response_409")]
+    shown += [wv["split_view"]["json"], wv["split_view"]["id"]]
+    missing = [v for v in shown
+               if not (packed if re.fullmatch(r"[0-9a-f]+", v) else section).count(v)]
+    check("witness/doc-17.10-shows-the-vectors", not missing,
+          f"missing {missing[0]!r}" if missing else "")
+    for c in wv["witness_checks"]:
+        row = next((ln for ln in section.split("\n") if ln.startswith(f"| `{c['name']}` |")), "")
+        check(f"witness/doc-17.10-check-row/{c['name']}", f"| {c['status']} |" in row)
+
+
 def main():
     global VOCAB
     with open(DOC, encoding="utf-8") as f:
@@ -1087,6 +1648,7 @@ def main():
     check_fork_proofs(vec)
     check_invalid(vec)
     check_mutations(vec)
+    check_witness(doc)
     print(f"{RESULTS[0]} passed, {RESULTS[1]} failed")
     return 1 if RESULTS[1] else 0
 

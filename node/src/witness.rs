@@ -158,7 +158,18 @@ impl Witness {
             Ok(v) => v,
             Err(WitnessError::RootConflict) => {
                 if let Some(held) = &held_note {
-                    let proof = SplitView::new(held.clone(), req.checkpoint.clone());
+                    // Only the log's own signature, as in gossip, so that one conflict has one id.
+                    let offered = Note::parse(&req.checkpoint)
+                        .ok()
+                        .and_then(|n| {
+                            let cp = Checkpoint::from_text(&n.text).ok()?;
+                            let v = log_verifier(&cp.origin)?;
+                            let mut n = n;
+                            n.signatures.retain(|s| s.name == v.name && s.id == v.id());
+                            Some(n.to_text())
+                        })
+                        .unwrap_or_else(|| req.checkpoint.clone());
+                    let proof = SplitView::new(held.clone(), offered);
                     if let Err(e) = self.record(&proof) {
                         tracing::warn!(error = %e, "cannot keep a split-view proof");
                     }

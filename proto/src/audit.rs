@@ -185,6 +185,57 @@ pub fn audit(
     now: u64,
     verify_signatures: &SignatureCheck,
 ) -> AuditReport {
+    audit_decoded(lines, None, options, now, verify_signatures)
+}
+
+/// An entry line's bytes, decoded: the entry and its hash, or why they do not decode.
+#[derive(Clone, Debug)]
+// Nearly every line is `Ok`; boxing the entry would add an allocation per entry for nothing.
+#[allow(clippy::large_enum_variant)]
+pub enum DecodedEntry {
+    /// The entry and its hash.
+    Ok(Entry, Hash),
+    /// Not hex or not an entry; `leaf_input` is the hash over the domain-tagged raw bytes, which
+    /// keeps the Merkle tree aligned.
+    Bad {
+        /// Why.
+        reason: String,
+        /// What stands in for the entry hash.
+        leaf_input: Hash,
+    },
+}
+
+/// Decodes one entry line's hex (what [`audit`] does for every entry line; a caller may run it
+/// on all cores and pass the results to [`audit_decoded`]).
+pub fn decode_entry_hex(hex: &str) -> DecodedEntry {
+    match hex::decode(hex) {
+        Err(_) => DecodedEntry::Bad {
+            reason: "not hex".into(),
+            leaf_input: crate::entry::hash_entry_bytes(&[]),
+        },
+        Ok(b) => match Entry::from_bytes(&b) {
+            Ok(e) => {
+                let h = e.hash();
+                DecodedEntry::Ok(e, h)
+            }
+            Err(err) => DecodedEntry::Bad {
+                reason: err.to_string(),
+                leaf_input: crate::entry::hash_entry_bytes(&b),
+            },
+        },
+    }
+}
+
+/// [`audit`] with the entry lines already decoded: `decoded` holds one [`DecodedEntry`] per
+/// `ExportLine::Entry` of `lines`, in order (None: decode here, on this thread).
+pub fn audit_decoded(
+    lines: &[ExportLine],
+    decoded: Option<Vec<DecodedEntry>>,
+    options: &AuditOptions,
+    now: u64,
+    verify_signatures: &SignatureCheck,
+) -> AuditReport {
+    let mut decoded = decoded.map(Vec::into_iter);
     let mut r = AuditReport::default();
     let mut anomalies = Vec::new();
     let mut header_vkey = None;
@@ -221,26 +272,23 @@ pub fn audit(
                         "log index {log_index} where {expected} was expected (entries dropped, repeated or reordered)"
                     ));
                 }
-                let decoded = hex::decode(hex)
-                    .map_err(|_| "not hex".to_owned())
-                    .and_then(|b| Entry::from_bytes(&b).map_err(|e| e.to_string()));
-                match decoded {
-                    Ok(e) => {
-                        let h = e.hash();
+                let d = decoded
+                    .as_mut()
+                    .and_then(Iterator::next)
+                    .unwrap_or_else(|| decode_entry_hex(hex));
+                match d {
+                    DecodedEntry::Ok(e, h) => {
                         leaves.push(merkle::leaf_hash(h.as_bytes()));
                         hashes.push(h);
                         entries.push(e);
                     }
-                    Err(err) => {
+                    DecodedEntry::Bad { reason, leaf_input } => {
                         anomalies.push(format!(
-                            "log index {log_index}: entry does not decode: {err}"
+                            "log index {log_index}: entry does not decode: {reason}"
                         ));
                         // Keep the position so later indices and the tree stay aligned: the leaf
                         // of undecodable bytes is the hash over their domain-tagged bytes.
-                        let raw = hex::decode(hex).unwrap_or_default();
-                        leaves.push(merkle::leaf_hash(
-                            crate::entry::hash_entry_bytes(&raw).as_bytes(),
-                        ));
+                        leaves.push(merkle::leaf_hash(leaf_input.as_bytes()));
                     }
                 }
             }

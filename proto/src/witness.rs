@@ -362,6 +362,12 @@ pub fn check_add(
                 return Err(WitnessError::RootConflict);
             }
         }
+        // Every tree extends the empty one: nothing to prove (RFC 6962 has no proof from 0).
+        Some(h) if h.size == 0 => {
+            if !req.proof.is_empty() {
+                return Err(WitnessError::BadProof);
+            }
+        }
         Some(h) => {
             merkle::verify_consistency(h.size, cp.size, &h.root, &cp.root, &req.proof)
                 .map_err(|_| WitnessError::BadProof)?;
@@ -586,6 +592,17 @@ mod tests {
             check_add(&split, |_| Some(held.clone())),
             Err(WitnessError::RootConflict)
         );
+        // A held empty tree is extended without a proof.
+        let empty = held_of(&signed(0, 1));
+        check_add(
+            &AddCheckpoint {
+                old: 0,
+                proof: vec![],
+                checkpoint: signed(3, 1),
+            },
+            |_| Some(empty.clone()),
+        )
+        .expect("from size 0");
         // old > size: 400.
         let backwards = AddCheckpoint {
             old: 9,

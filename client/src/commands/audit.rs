@@ -16,7 +16,8 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use proto::audit::{
-    audit, verify_signatures_sequential, AuditOptions, AuditReport, CheckpointReport, ExportLine,
+    audit_decoded, decode_entry_hex, verify_signatures_sequential, AuditOptions, AuditReport,
+    CheckpointReport, DecodedEntry, ExportLine,
 };
 use proto::entry::Entry;
 use proto::error::EntryError;
@@ -86,7 +87,8 @@ pub fn run(ctx: &Ctx, o: &Options<'_>) -> Result<Report> {
             (format!("{url}/v1/log/export"), bytes)
         }
     };
-    let parsed = parse(&String::from_utf8_lossy(&bytes), &progress).map_err(|m| {
+    let threads = std::thread::available_parallelism().map_or(1, std::num::NonZeroUsize::get);
+    let parsed = parse(&String::from_utf8_lossy(&bytes), threads, &progress).map_err(|m| {
         if o.file.is_some() {
             Error::BadFile {
                 path: source.clone(),
@@ -102,7 +104,6 @@ pub fn run(ctx: &Ctx, o: &Options<'_>) -> Result<Report> {
     if entries > PROGRESS_ABOVE {
         progress.enable();
     }
-    let threads = std::thread::available_parallelism().map_or(1, std::num::NonZeroUsize::get);
     // Without a pinned key the header's key is used; the report says which one was used.
     let header_key = parsed.header_vkey.as_deref().map(parse_vkey);
     let options = AuditOptions {
@@ -124,7 +125,15 @@ pub fn run(ctx: &Ctx, o: &Options<'_>) -> Result<Report> {
         shown.show_now("checking chains, the Merkle tree, checkpoints and fork proofs");
         bad
     };
-    let mut report = audit(&parsed.lines, &options, clock::now_ms(), &check);
+    let mut parsed = parsed;
+    let decoded = std::mem::take(&mut parsed.decoded);
+    let mut report = audit_decoded(
+        &parsed.lines,
+        Some(decoded),
+        &options,
+        clock::now_ms(),
+        &check,
+    );
     progress.finish();
 
     // What the replay cannot see: unparsable lines, and a header key other than the pinned one.
@@ -266,6 +275,8 @@ impl Drop for Finished<'_> {
 /// An export's lines, and what the replay needs besides them.
 struct Parsed {
     lines: Vec<ExportLine>,
+    /// One per entry line of `lines`, in order.
+    decoded: Vec<DecodedEntry>,
     /// `line N: ...` for every line that is not an export line.
     bad_lines: Vec<String>,
     origin: Option<String>,
@@ -274,50 +285,97 @@ struct Parsed {
 }
 
 /// Parses an export line by line (like `proto::audit::parse_export`, but keeping every line that
-/// parses and naming every one that does not, so that one damaged line does not hide the rest).
+/// parses and naming every one that does not, so that one damaged line does not hide the rest),
+/// and decodes every entry line's bytes. The text is cut at line ends into one part per thread;
+/// each part is parsed and decoded on its own thread.
 ///
 /// # Errors
 /// When the text is empty or its first line is not an export header: it is not an export.
-fn parse(text: &str, progress: &Progress) -> std::result::Result<Parsed, String> {
+fn parse(text: &str, threads: usize, progress: &Progress) -> std::result::Result<Parsed, String> {
+    progress.show("parsing the export");
+    // Cut points at line ends, so that every part holds whole lines.
+    let parts = threads.clamp(1, 64);
+    let mut cuts = vec![0usize];
+    for k in 1..parts {
+        let target = text.len() * k / parts;
+        let from = target.max(*cuts.last().unwrap_or(&0));
+        match text[from..].find('\n') {
+            Some(i) => cuts.push(from + i + 1),
+            None => break,
+        }
+    }
+    cuts.push(text.len());
+    cuts.dedup();
+    type Part = (
+        Vec<(usize, std::result::Result<ExportLine, String>)>,
+        Vec<DecodedEntry>,
+    );
+    let results: Vec<Part> = std::thread::scope(|s| {
+        let workers: Vec<_> = cuts
+            .windows(2)
+            .map(|w| {
+                let (a, b) = (w[0], w[1]);
+                s.spawn(move || {
+                    // Line numbers from 1: the lines before this part, plus one.
+                    let first = text[..a].bytes().filter(|&c| c == b'\n').count() + 1;
+                    let mut out = Vec::new();
+                    let mut decoded = Vec::new();
+                    for (k, l) in text[a..b].lines().enumerate() {
+                        if l.trim().is_empty() {
+                            continue;
+                        }
+                        let parsed =
+                            serde_json::from_str::<ExportLine>(l).map_err(|e| e.to_string());
+                        if let Ok(ExportLine::Entry { hex, .. }) = &parsed {
+                            decoded.push(decode_entry_hex(hex));
+                        }
+                        out.push((first + k, parsed));
+                    }
+                    (out, decoded)
+                })
+            })
+            .collect();
+        workers
+            .into_iter()
+            .map(|w| w.join().unwrap_or_else(|p| std::panic::resume_unwind(p)))
+            .collect()
+    });
     let mut p = Parsed {
         lines: Vec::new(),
+        decoded: Vec::new(),
         bad_lines: Vec::new(),
         origin: None,
         header_vkey: None,
         exported_at: None,
     };
-    for (i, l) in text.lines().enumerate() {
-        if l.trim().is_empty() {
-            continue;
-        }
-        match serde_json::from_str::<ExportLine>(l) {
-            Ok(line) => {
-                if let ExportLine::Header {
-                    origin,
-                    log_vkey,
-                    exported_at,
-                    ..
-                } = &line
-                {
-                    p.origin.get_or_insert_with(|| origin.clone());
-                    p.header_vkey.get_or_insert_with(|| log_vkey.clone());
-                    p.exported_at.get_or_insert(*exported_at);
+    for (lines, decoded) in results {
+        p.decoded.extend(decoded);
+        for (n, parsed) in lines {
+            match parsed {
+                Ok(line) => {
+                    if let ExportLine::Header {
+                        origin,
+                        log_vkey,
+                        exported_at,
+                        ..
+                    } = &line
+                    {
+                        p.origin.get_or_insert_with(|| origin.clone());
+                        p.header_vkey.get_or_insert_with(|| log_vkey.clone());
+                        p.exported_at.get_or_insert(*exported_at);
+                    }
+                    p.lines.push(line);
                 }
-                p.lines.push(line);
+                Err(e) if p.lines.is_empty() && p.bad_lines.is_empty() => {
+                    return Err(format!(
+                        "not a consent-ledger export (line {n}: {e}); expected NDJSON from GET \
+                         /v1/log/export or `consent-node export`"
+                    ));
+                }
+                Err(e) => p
+                    .bad_lines
+                    .push(format!("line {n}: not an export line: {e}")),
             }
-            Err(e) if p.lines.is_empty() && p.bad_lines.is_empty() => {
-                return Err(format!(
-                    "not a consent-ledger export (line {}: {e}); expected NDJSON from GET \
-                     /v1/log/export or `consent-node export`",
-                    i + 1
-                ));
-            }
-            Err(e) => p
-                .bad_lines
-                .push(format!("line {}: not an export line: {e}", i + 1)),
-        }
-        if i % 10_000 == 0 {
-            progress.show(&format!("parsing the export: line {}", i + 1));
         }
     }
     if p.lines.is_empty() {
@@ -680,13 +738,16 @@ mod tests {
                     \"log_vkey\":\"k\",\"size\":0,\"exported_at\":5}\n\
                     {\"type\":\"entry\",\"log_index\":0,\"hex\"\n\n\
                     {\"type\":\"end\",\"entries\":0}\n";
-        let p = parse(text, &quiet).expect("an export");
-        assert_eq!(p.lines.len(), 2);
-        assert_eq!(p.bad_lines.len(), 1);
-        assert!(p.bad_lines[0].starts_with("line 2:"), "{:?}", p.bad_lines);
-        assert_eq!(p.header_vkey.as_deref(), Some("k"));
-        assert_eq!(p.exported_at, Some(5));
-        assert!(parse("{\"decision\":\"allow\"}\n", &quiet).is_err());
-        assert!(parse("\n\n", &quiet).is_err());
+        // The same answer however the text is cut between threads.
+        for threads in 1..=6 {
+            let p = parse(text, threads, &quiet).expect("an export");
+            assert_eq!(p.lines.len(), 2);
+            assert_eq!(p.bad_lines.len(), 1);
+            assert!(p.bad_lines[0].starts_with("line 2:"), "{:?}", p.bad_lines);
+            assert_eq!(p.header_vkey.as_deref(), Some("k"));
+            assert_eq!(p.exported_at, Some(5));
+            assert!(parse("{\"decision\":\"allow\"}\n", threads, &quiet).is_err());
+            assert!(parse("\n\n", threads, &quiet).is_err());
+        }
     }
 }
