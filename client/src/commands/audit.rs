@@ -16,7 +16,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use proto::audit::{
-    audit_decoded, decode_entry_hex, verify_signatures_sequential, AuditOptions, AuditReport,
+    audit_decoded, parse_and_decode_line, verify_signatures_sequential, AuditOptions, AuditReport,
     CheckpointReport, DecodedEntry, ExportLine,
 };
 use proto::entry::Entry;
@@ -324,11 +324,10 @@ fn parse(text: &str, threads: usize, progress: &Progress) -> std::result::Result
                         if l.trim().is_empty() {
                             continue;
                         }
-                        let parsed =
-                            serde_json::from_str::<ExportLine>(l).map_err(|e| e.to_string());
-                        if let Ok(ExportLine::Entry { hex, .. }) = &parsed {
-                            decoded.push(decode_entry_hex(hex));
-                        }
+                        let parsed = parse_and_decode_line(l).map(|(line, d)| {
+                            decoded.extend(d);
+                            line
+                        });
                         out.push((first + k, parsed));
                     }
                     (out, decoded)
