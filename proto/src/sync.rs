@@ -600,7 +600,11 @@ impl Response {
                 if len > 256 {
                     return Err(WireError::OutOfRange("message length"));
                 }
-                let message = String::from_utf8_lossy(r.take(len, "message")?).into_owned();
+                // Read leniently (lossy UTF-8), then cut to the encoder's 256-byte limit, so that
+                // the decoded value encodes back to a message that decodes to it (found by
+                // fuzzing: 90 invalid bytes became 270 bytes of replacement characters).
+                let lossy = String::from_utf8_lossy(r.take(len, "message")?);
+                let message = truncate_utf8(&lossy, 256).to_owned();
                 Response::Error { code, message }
             }
             t => return Err(WireError::UnknownTag(t)),
@@ -769,6 +773,17 @@ mod tests {
         assert!(decode_batch(&[0, 0]).is_err());
         let too_many: Vec<&[u8]> = vec![&a[..]; MAX_BATCH + 1];
         assert!(decode_batch(&encode_batch(too_many)).is_err());
+    }
+
+    #[test]
+    fn an_error_message_of_invalid_utf8_decodes_to_a_value_that_round_trips() {
+        // fuzz/artifacts/sync_messages/crash-ddb851f1...: an Error response whose 90-byte
+        // message is all 0xff; read lossily it became 270 bytes, which the encoder cut to 256.
+        let mut bytes = vec![0xff, 0x00, 0x00, 90];
+        bytes.extend([0xffu8; 90]);
+        let r = Response::from_bytes(&bytes).expect("decodes");
+        let again = Response::from_bytes(&r.to_bytes()).expect("re-encoded decodes");
+        assert_eq!(again, r);
     }
 
     #[test]
