@@ -18,6 +18,8 @@ pub struct Checkpointer {
     origin: String,
     /// The last signed (size, note text).
     latest: Mutex<Option<(u64, String)>>,
+    /// The newest checkpoint with cosignatures (size, note text), once known.
+    cosigned: Mutex<Option<(u64, String)>>,
 }
 
 impl Checkpointer {
@@ -28,6 +30,7 @@ impl Checkpointer {
             key,
             origin,
             latest: Mutex::new(None),
+            cosigned: Mutex::new(None),
         }
     }
 
@@ -133,6 +136,11 @@ impl Checkpointer {
                 *guard = Some((size, merged.clone()));
             }
         }
+        if let Ok(mut guard) = self.cosigned.lock() {
+            if guard.as_ref().is_none_or(|(s, _)| *s <= size) {
+                *guard = Some((size, merged.clone()));
+            }
+        }
         Ok(merged)
     }
 
@@ -141,9 +149,20 @@ impl Checkpointer {
     /// # Errors
     /// Storage errors.
     pub fn latest_cosigned(&self, store: &SledStore) -> Result<Option<(u64, String)>, ProofError> {
+        if let Ok(guard) = self.cosigned.lock() {
+            if let Some(found) = guard.as_ref() {
+                return Ok(Some(found.clone()));
+            }
+        }
+        // Not known since the start: look through the kept checkpoints once, newest first.
         for r in store.checkpoints_rev() {
             let (size, text) = r?;
             if Note::parse(&text).is_ok_and(|n| n.signatures.len() > 1) {
+                if let Ok(mut guard) = self.cosigned.lock() {
+                    if guard.as_ref().is_none_or(|(s, _)| *s < size) {
+                        *guard = Some((size, text.clone()));
+                    }
+                }
                 return Ok(Some((size, text)));
             }
         }
