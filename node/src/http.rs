@@ -287,6 +287,13 @@ pub fn router(state: AppState) -> Router {
         .with_state(state)
 }
 
+/// Runs blocking store work off the async workers.
+async fn blocking<T: Send + 'static>(f: impl FnOnce() -> T + Send + 'static) -> ApiResult<T> {
+    tokio::task::spawn_blocking(f)
+        .await
+        .map_err(|e| ApiError::internal(e.to_string()))
+}
+
 /// The error for a request body that could not be read: 413 when over the limit, else 400.
 fn body_rejection(e: BytesRejection) -> ApiError {
     if e.status() == StatusCode::PAYLOAD_TOO_LARGE {
@@ -788,9 +795,8 @@ async fn checkpoint(
     let note = if q.cosigned {
         let c = st.checkpoints.clone();
         let l = st.ledger.clone();
-        tokio::task::spawn_blocking(move || c.latest_cosigned(l.store()))
-            .await
-            .map_err(|e| ApiError::internal(e.to_string()))??
+        blocking(move || c.latest_cosigned(l.store()))
+            .await??
             .map(|(_, n)| n)
             .ok_or_else(|| ApiError::not_found("no checkpoint has been cosigned yet"))?
     } else {
@@ -814,9 +820,7 @@ pub struct WitnessInfo {
     responses((status = 200, body = WitnessInfo)))]
 async fn witness_info(State(st): State<AppState>) -> ApiResult<Json<WitnessInfo>> {
     let w = st.witness.clone();
-    let logs = tokio::task::spawn_blocking(move || w.logs())
-        .await
-        .map_err(|e| ApiError::internal(e.to_string()))??;
+    let logs = blocking(move || w.logs()).await??;
     Ok(Json(WitnessInfo {
         name: st.witness.cosigner().name.clone(),
         vkey: st.witness.cosigner().to_vkey(),
@@ -849,9 +853,7 @@ async fn add_checkpoint(
         ));
     }
     let w = st.witness.clone();
-    let out = tokio::task::spawn_blocking(move || w.add_checkpoint(&body))
-        .await
-        .map_err(|e| ApiError::internal(e.to_string()))?;
+    let out = blocking(move || w.add_checkpoint(&body)).await?;
     Ok(match out {
         Ok(lines) => ([(header::CONTENT_TYPE, "text/plain; charset=utf-8")], lines).into_response(),
         Err(Ok(e)) => {
@@ -878,9 +880,7 @@ async fn split_views(
     State(st): State<AppState>,
 ) -> ApiResult<Json<Vec<crate::witness::SplitViewReport>>> {
     let w = st.witness.clone();
-    let v = tokio::task::spawn_blocking(move || w.split_views())
-        .await
-        .map_err(|e| ApiError::internal(e.to_string()))??;
+    let v = blocking(move || w.split_views()).await??;
     Ok(Json(v))
 }
 

@@ -1040,7 +1040,8 @@ impl SledStore {
             )?
             .is_ok();
         if swapped {
-            self.db.flush()?;
+            // The store's own flush: sled's, then an fdatasync of its log (see `log_file`).
+            Store::flush(self)?;
         }
         Ok(swapped)
     }
@@ -1055,7 +1056,7 @@ impl SledStore {
             .compare_and_swap(id, None as Option<&[u8]>, Some(json))?
             .is_ok();
         if new {
-            self.db.flush()?;
+            Store::flush(self)?;
         }
         Ok(new)
     }

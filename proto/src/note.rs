@@ -48,12 +48,65 @@ pub fn is_valid_name(name: &str) -> bool {
 
 /// The key ID of an Ed25519 key named `name`.
 pub fn key_id(name: &str, key: &PublicKey) -> [u8; 4] {
+    typed_key_id(name, ED25519_TYPE, key)
+}
+
+/// The key ID of a key of signature type `sig_type`: `SHA-256(name || 0x0A || type || key)[:4]`
+/// (signed notes use type 0x01, cosignatures 0x04).
+pub fn typed_key_id(name: &str, sig_type: u8, key: &PublicKey) -> [u8; 4] {
     let mut h = Sha256::new();
     h.update(name.as_bytes());
-    h.update([0x0a, ED25519_TYPE]);
+    h.update([0x0a, sig_type]);
     h.update(key.as_bytes());
     let d = h.finalize();
     [d[0], d[1], d[2], d[3]]
+}
+
+/// The vkey string `name+hex(id)+base64(type || key)` of an Ed25519 key of signature type
+/// `sig_type`.
+pub fn typed_vkey(name: &str, sig_type: u8, key: &PublicKey) -> String {
+    let mut k = vec![sig_type];
+    k.extend_from_slice(key.as_bytes());
+    format!(
+        "{name}+{}+{}",
+        hex::encode(typed_key_id(name, sig_type, key)),
+        B64.encode(k)
+    )
+}
+
+/// Parses a vkey string whose key is an Ed25519 key of signature type `sig_type`; returns the
+/// name and the key once the key ID is checked.
+///
+/// # Errors
+/// [`NoteError::BadKey`].
+pub fn parse_typed_vkey(s: &str, sig_type: u8) -> Result<(String, PublicKey), NoteError> {
+    // The key part is standard base64, which may itself contain '+': split twice only.
+    let mut parts = s.trim_end_matches('\n').splitn(3, '+');
+    let (Some(name), Some(id), Some(key), None) =
+        (parts.next(), parts.next(), parts.next(), parts.next())
+    else {
+        return Err(NoteError::BadKey("expected name+id+key".into()));
+    };
+    if !is_valid_name(name) {
+        return Err(NoteError::BadKey("invalid key name".into()));
+    }
+    let key = B64
+        .decode(key)
+        .map_err(|_| NoteError::BadKey("key is not base64".into()))?;
+    if key.len() != 33 || key[0] != sig_type {
+        return Err(NoteError::BadKey(format!(
+            "not an Ed25519 key of signature type {sig_type:#04x}"
+        )));
+    }
+    let mut pk = [0u8; 32];
+    pk.copy_from_slice(&key[1..]);
+    let pk = PublicKey::from_bytes(pk);
+    if hex::encode(typed_key_id(name, sig_type, &pk)) != id {
+        return Err(NoteError::BadKey(
+            "key ID does not match name and key".into(),
+        ));
+    }
+    Ok((name.to_owned(), pk))
 }
 
 /// A named Ed25519 verifier key.
@@ -73,9 +126,7 @@ impl Verifier {
 
     /// The vkey string `name+hex(id)+base64(0x01 || key)`.
     pub fn to_vkey(&self) -> String {
-        let mut k = vec![ED25519_TYPE];
-        k.extend_from_slice(self.key.as_bytes());
-        format!("{}+{}+{}", self.name, hex::encode(self.id()), B64.encode(k))
+        typed_vkey(&self.name, ED25519_TYPE, &self.key)
     }
 
     /// Parses a vkey string.
@@ -83,34 +134,8 @@ impl Verifier {
     /// # Errors
     /// [`NoteError::BadKey`].
     pub fn from_vkey(s: &str) -> Result<Verifier, NoteError> {
-        // The key part is standard base64, which may itself contain '+': split twice only.
-        let mut parts = s.trim_end_matches('\n').splitn(3, '+');
-        let (Some(name), Some(id), Some(key), None) =
-            (parts.next(), parts.next(), parts.next(), parts.next())
-        else {
-            return Err(NoteError::BadKey("expected name+id+key".into()));
-        };
-        if !is_valid_name(name) {
-            return Err(NoteError::BadKey("invalid key name".into()));
-        }
-        let key = B64
-            .decode(key)
-            .map_err(|_| NoteError::BadKey("key is not base64".into()))?;
-        if key.len() != 33 || key[0] != ED25519_TYPE {
-            return Err(NoteError::BadKey("not an Ed25519 key".into()));
-        }
-        let mut pk = [0u8; 32];
-        pk.copy_from_slice(&key[1..]);
-        let v = Verifier {
-            name: name.to_owned(),
-            key: PublicKey::from_bytes(pk),
-        };
-        if hex::encode(v.id()) != id {
-            return Err(NoteError::BadKey(
-                "key ID does not match name and key".into(),
-            ));
-        }
-        Ok(v)
+        let (name, key) = parse_typed_vkey(s, ED25519_TYPE)?;
+        Ok(Verifier { name, key })
     }
 }
 

@@ -19,7 +19,7 @@ use sha2::{Digest, Sha256};
 
 use crate::keys::{Hash, PublicKey, SecretKey, Signature};
 use crate::merkle;
-use crate::note::{is_valid_name, Checkpoint, Note, NoteError, NoteSignature, Verifier};
+use crate::note::{Checkpoint, Note, NoteError, NoteSignature, Verifier};
 
 /// Signature type byte of C2SP Ed25519 cosignatures (`cosignature/v1`).
 pub const COSIGNATURE_TYPE: u8 = 0x04;
@@ -88,12 +88,7 @@ pub fn log_verifier(origin: &str) -> Option<Verifier> {
 
 /// The key ID of a cosigner key: `SHA-256(name || 0x0A || 0x04 || key)[:4]`.
 pub fn cosigner_key_id(name: &str, key: &PublicKey) -> [u8; 4] {
-    let mut h = Sha256::new();
-    h.update(name.as_bytes());
-    h.update([0x0a, COSIGNATURE_TYPE]);
-    h.update(key.as_bytes());
-    let d = h.finalize();
-    [d[0], d[1], d[2], d[3]]
+    crate::note::typed_key_id(name, COSIGNATURE_TYPE, key)
 }
 
 /// The message a `cosignature/v1` signs: `cosignature/v1\ntime <t>\n` then the checkpoint text.
@@ -128,9 +123,7 @@ impl Cosigner {
 
     /// The vkey string `name+hex(id)+base64(0x04 || key)`.
     pub fn to_vkey(&self) -> String {
-        let mut k = vec![COSIGNATURE_TYPE];
-        k.extend_from_slice(self.key.as_bytes());
-        format!("{}+{}+{}", self.name, hex::encode(self.id()), B64.encode(k))
+        crate::note::typed_vkey(&self.name, COSIGNATURE_TYPE, &self.key)
     }
 
     /// Parses a cosigner vkey string (type 0x04).
@@ -138,33 +131,8 @@ impl Cosigner {
     /// # Errors
     /// [`NoteError::BadKey`].
     pub fn from_vkey(s: &str) -> Result<Cosigner, NoteError> {
-        let mut parts = s.trim_end_matches('\n').splitn(3, '+');
-        let (Some(name), Some(id), Some(key), None) =
-            (parts.next(), parts.next(), parts.next(), parts.next())
-        else {
-            return Err(NoteError::BadKey("expected name+id+key".into()));
-        };
-        if !is_valid_name(name) {
-            return Err(NoteError::BadKey("invalid key name".into()));
-        }
-        let key = B64
-            .decode(key)
-            .map_err(|_| NoteError::BadKey("key is not base64".into()))?;
-        if key.len() != 33 || key[0] != COSIGNATURE_TYPE {
-            return Err(NoteError::BadKey("not an Ed25519 cosigner key".into()));
-        }
-        let mut pk = [0u8; 32];
-        pk.copy_from_slice(&key[1..]);
-        let c = Cosigner {
-            name: name.to_owned(),
-            key: PublicKey::from_bytes(pk),
-        };
-        if hex::encode(c.id()) != id {
-            return Err(NoteError::BadKey(
-                "key ID does not match name and key".into(),
-            ));
-        }
-        Ok(c)
+        let (name, key) = crate::note::parse_typed_vkey(s, COSIGNATURE_TYPE)?;
+        Ok(Cosigner { name, key })
     }
 
     /// Verifies this cosigner's cosignature on `note` and returns its timestamp. Other

@@ -106,12 +106,17 @@ async fn round(
             let proof = if old == 0 || old >= size {
                 Vec::new()
             } else {
-                match ledger.store().consistency_proof(old, size) {
-                    Ok(p) => p,
-                    Err(e) => {
+                // Store reads: off the async workers.
+                let l = ledger.clone();
+                match tokio::task::spawn_blocking(move || l.store().consistency_proof(old, size))
+                    .await
+                {
+                    Ok(Ok(p)) => p,
+                    Ok(Err(e)) => {
                         tracing::debug!(error = %e, old, size, "no consistency proof");
                         break;
                     }
+                    Err(_) => break,
                 }
             };
             let body = AddCheckpoint {
