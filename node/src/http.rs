@@ -104,7 +104,7 @@ impl IntoResponse for ApiError {
         let mut r = (self.status, Json(self.body())).into_response();
         // Worth retrying soon only when the pending area was full; a read-only node needs its
         // operator.
-        if self.code == "unavailable" {
+        if self.code == "unavailable" || self.code == "repairing" || self.code == "chain_damaged" {
             r.headers_mut()
                 .insert(header::RETRY_AFTER, header::HeaderValue::from_static("1"));
         }
@@ -131,6 +131,9 @@ impl From<IngestError> for ApiError {
             ),
             e @ IngestError::ReadOnly => {
                 ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "read_only", e.to_string())
+            }
+            e @ IngestError::Repairing => {
+                ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "repairing", e.to_string())
             }
             IngestError::Storage(e) => {
                 tracing::error!(error = %e, "storage error");
@@ -421,8 +424,25 @@ async fn submit_entry(
     ))
 }
 
+/// Refuses a subject whose chain lost entries on disk that are not back from peers yet: any
+/// answer from the rest of it could be wrong (a lost withdrawal would read as allow).
+fn refuse_damaged(st: &AppState, subject: &PublicKey) -> ApiResult<()> {
+    if st.ledger.damaged(subject) {
+        return Err(ApiError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "chain_damaged",
+            format!(
+                "this node's copy of subject {subject} lost entries on disk and is being \
+                 repaired from peers; ask another node or retry later"
+            ),
+        ));
+    }
+    Ok(())
+}
+
 fn answer(st: &AppState, q: &CheckQuery) -> ApiResult<CheckResponse> {
     let subject = parse_key("subject", &q.subject)?;
+    refuse_damaged(st, &subject)?;
     let controller = parse_key("controller", &q.controller)?;
     let at = q.at.as_deref().map(parse_time).transpose()?;
     let mut r = st.ledger.check(&subject, &controller, &q.purpose, at)?;
@@ -587,6 +607,7 @@ async fn subject_entries(
     q: Result<Query<ChainParams>, QueryRejection>,
 ) -> ApiResult<Json<ChainResponse>> {
     let subject = parse_key("subject", &path(subject)?)?;
+    refuse_damaged(&st, &subject)?;
     let q = query(q)?;
     let limit = q.limit.unwrap_or(MAX_PAGE).min(MAX_PAGE);
     let store = st.ledger.store();
@@ -612,6 +633,7 @@ async fn subject_consents(
     subject: Result<Path<String>, PathRejection>,
 ) -> ApiResult<Json<ConsentsResponse>> {
     let subject = parse_key("subject", &path(subject)?)?;
+    refuse_damaged(&st, &subject)?;
     let now = st.ledger.clock().now_ms();
     let rec = st.ledger.store().subject(&subject)?;
     let (head_seq, forked, consents) = match rec {
@@ -1159,6 +1181,8 @@ async fn node_info(State(st): State<AppState>) -> Json<NodeInfo> {
         split_views: l.store().split_view_count() as u64,
         stale: l.stale(),
         last_sync_ms: l.last_fresh_ms(),
+        repairing: l.repairing(),
+        damaged_subjects: l.damaged_count(),
     })
 }
 

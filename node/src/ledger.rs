@@ -74,6 +74,10 @@ pub enum IngestError {
     /// A flush failed earlier; the node is read-only (HTTP 503).
     #[error("the node is read-only after a storage failure; no writes are acknowledged")]
     ReadOnly,
+    /// The store lost entries on disk and the node is putting them back from peers; it takes
+    /// no other write until that is done (HTTP 503).
+    #[error("the node is repairing entries its store lost on disk; no writes until that is done")]
+    Repairing,
     /// Storage error (HTTP 500).
     #[error("storage: {0}")]
     Storage(#[from] StoreError),
@@ -128,7 +132,26 @@ struct Shared {
     fresh_bound_ms: AtomicU64,
     /// When a sync round with a peer last completed (ms, node clock; 0: never).
     last_fresh_ms: AtomicU64,
+    /// True while entries the store lost on disk are being put back (see [`crate::journal`]).
+    repairing: AtomicBool,
+    /// The repair's state (`None` once done).
+    repair: std::sync::Mutex<Option<Repair>>,
+    /// Held while repaired entries are applied, so they go in strictly in journal order.
+    repair_apply: tokio::sync::Mutex<()>,
 }
+
+/// Putting back the entries sled lost: their subjects, and what peers sent ahead of its turn.
+struct Repair {
+    /// Subjects with lost entries (their chains are refused until the repair is done).
+    damaged: std::collections::HashSet<PublicKey>,
+    /// Hashes of the lost entries.
+    wanted: std::collections::HashSet<Hash>,
+    /// Lost entries fetched from peers, waiting for their turn.
+    stash: HashMap<Hash, Entry>,
+}
+
+/// Most entries held back for the repair at once.
+const MAX_REPAIR_STASH: usize = 100_000;
 
 /// The ledger handle; cheap to clone.
 #[derive(Clone)]
@@ -160,7 +183,16 @@ impl Ledger {
                 }
             }
         }
+        let lost = store.lost_entries();
+        let repair = (!lost.is_empty()).then(|| Repair {
+            damaged: lost.iter().map(|r| r.subject).collect(),
+            wanted: lost.iter().map(|r| r.hash).collect(),
+            stash: HashMap::new(),
+        });
         let shared = Arc::new(Shared {
+            repairing: AtomicBool::new(repair.is_some()),
+            repair: std::sync::Mutex::new(repair),
+            repair_apply: tokio::sync::Mutex::new(()),
             store,
             writable: AtomicBool::new(true),
             pending: AtomicU64::new(0),
@@ -253,6 +285,114 @@ impl Ledger {
         self.shared.last_fresh_ms.load(Ordering::Relaxed)
     }
 
+    /// Whether the node is putting back entries its store lost on disk (writes are refused).
+    pub fn repairing(&self) -> bool {
+        self.shared.repairing.load(Ordering::SeqCst)
+    }
+
+    /// Whether `subject`'s chain lost entries on disk that are not back yet: its answers would
+    /// be wrong, so it is refused.
+    pub fn damaged(&self, subject: &PublicKey) -> bool {
+        self.repairing()
+            && self
+                .repair_state()
+                .as_ref()
+                .is_some_and(|r| r.damaged.contains(subject))
+    }
+
+    /// Subjects whose chains are refused until the repair is done.
+    pub fn damaged_count(&self) -> u64 {
+        self.repair_state()
+            .as_ref()
+            .map_or(0, |r| r.damaged.len() as u64)
+    }
+
+    fn repair_state(&self) -> std::sync::MutexGuard<'_, Option<Repair>> {
+        self.shared
+            .repair
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// What to ask peers for: up to `max` damaged subjects, each with the first seq still lost.
+    pub fn repair_wants(&self, max: usize) -> Vec<(PublicKey, u64)> {
+        if !self.repairing() {
+            return Vec::new();
+        }
+        let mut seen = std::collections::HashSet::new();
+        let mut out = Vec::new();
+        for r in self.shared.store.lost_entries() {
+            if out.len() >= max {
+                break;
+            }
+            if seen.insert(r.subject) {
+                out.push((r.subject, r.seq));
+            }
+        }
+        out
+    }
+
+    /// Takes entries a peer sent for the repair: keeps the lost ones, and applies every lost
+    /// entry whose turn has come, in the journal's order, so each lands at its old log index.
+    /// Returns how many were applied. Ends the repair when nothing is lost any more.
+    pub async fn offer_repair(&self, entries: Vec<Entry>) -> usize {
+        if !self.repairing() {
+            return 0;
+        }
+        let _turn = self.shared.repair_apply.lock().await;
+        {
+            let mut state = self.repair_state();
+            let Some(r) = state.as_mut() else { return 0 };
+            for e in entries {
+                let h = e.hash();
+                if r.wanted.contains(&h) && r.stash.len() < MAX_REPAIR_STASH {
+                    r.stash.insert(h, e);
+                }
+            }
+        }
+        let mut applied = 0;
+        loop {
+            let due: Vec<Entry> = {
+                let mut state = self.repair_state();
+                let Some(r) = state.as_mut() else { break };
+                let mut due = Vec::new();
+                for rec in self.shared.store.lost_entries().iter().take(MAX_GROUP) {
+                    match r.stash.remove(&rec.hash) {
+                        Some(e) => due.push(e),
+                        None => break,
+                    }
+                }
+                due
+            };
+            if due.is_empty() {
+                break;
+            }
+            let n = due.len();
+            for res in self.submit_ordered(due).await {
+                if let Err(e) = res {
+                    tracing::error!(error = %e, "a repaired entry was refused; the repair stops");
+                    return applied;
+                }
+            }
+            applied += n;
+        }
+        if self.shared.store.lost_entries().is_empty() {
+            *self.repair_state() = None;
+            self.shared.repairing.store(false, Ordering::SeqCst);
+            tracing::info!(
+                log_size = self.shared.store.log_size(),
+                "store repaired: every lost entry is back at its log position"
+            );
+        } else if applied > 0 {
+            tracing::info!(
+                applied,
+                still_lost = self.shared.store.lost_entries().len(),
+                "repair progressing"
+            );
+        }
+        applied
+    }
+
     /// Subscribes to consent events of entries stored from now on.
     pub fn subscribe(&self) -> broadcast::Receiver<ConsentEvent> {
         self.shared.events.subscribe()
@@ -292,6 +432,9 @@ impl Ledger {
         if !self.writable() {
             return Err(IngestError::ReadOnly);
         }
+        if self.repairing() {
+            return Err(IngestError::Repairing);
+        }
         let hash = entry.hash();
         let (reply, rx) = oneshot::channel();
         self.to_verifier
@@ -304,6 +447,17 @@ impl Ledger {
     /// Verifies entries and hands them to the writer in this order; returns each one's result
     /// once all are durable (or pending, or refused). Entries of one chain may come in any order.
     pub async fn submit_many(&self, entries: Vec<Entry>) -> Vec<Result<Outcome, IngestError>> {
+        if self.repairing() {
+            return entries
+                .iter()
+                .map(|_| Err(IngestError::Repairing))
+                .collect();
+        }
+        self.submit_ordered(entries).await
+    }
+
+    /// [`Ledger::submit_many`] without the repair gate (the repair's own path).
+    async fn submit_ordered(&self, entries: Vec<Entry>) -> Vec<Result<Outcome, IngestError>> {
         let mut waits = Vec::with_capacity(entries.len());
         for entry in entries {
             if !self.writable() {

@@ -30,6 +30,7 @@ pub mod config;
 pub mod digest;
 pub mod export;
 pub mod http;
+pub mod journal;
 pub mod ledger;
 pub mod metrics;
 pub mod p2p;

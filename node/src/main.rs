@@ -277,6 +277,24 @@ fn check(data_dir: Option<PathBuf>, rebuild: bool) -> anyhow::Result<u64> {
     }
     let store = node::store::SledStore::open(&dir)
         .with_context(|| format!("opening the store in {}", dir.display()))?;
+    let lost = store.lost_entries();
+    if let Some(first) = lost.first() {
+        let subjects: std::collections::BTreeSet<_> = lost.iter().map(|r| r.subject).collect();
+        let from = node::store::Store::log_size(&store);
+        let names: Vec<String> = subjects.iter().take(5).map(|s| s.to_string()).collect();
+        anyhow::bail!(
+            "the store lost {} entries at log positions {from}..{} (of {} subjects: {}{}), \
+             from seq {} of the first: sled dropped a damaged part of its log. Start the node \
+             with its peers (--bootstrap) to repair them; until then it refuses those chains \
+             and takes no writes",
+            lost.len(),
+            from + lost.len() as u64,
+            subjects.len(),
+            names.join(", "),
+            if subjects.len() > 5 { ", ..." } else { "" },
+            first.seq,
+        );
+    }
     if rebuild {
         store
             .rebuild_derived()

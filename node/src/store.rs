@@ -20,12 +20,15 @@
 use std::collections::{BTreeMap, HashMap};
 use std::path::Path;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Mutex;
 
 use proto::chain::{ChainHead, ForkProof};
 use proto::entry::Entry;
 use proto::keys::{Hash, PublicKey};
 use proto::state::ConsentState;
 use serde::{Deserialize, Serialize};
+
+use crate::journal::{Journal, JournalRecord};
 
 /// On-disk format version of this store layout.
 pub const FORMAT_VERSION: u64 = 1;
@@ -234,6 +237,8 @@ pub struct WriteGroup<'a> {
     nodes: HashMap<(u8, u64), Hash>,
     /// How many appends and fork proofs the group holds.
     writes: usize,
+    /// The journal records of the entries appended here, by log index.
+    journal: Vec<(u64, JournalRecord)>,
 }
 
 impl WriteGroup<'_> {
@@ -326,6 +331,14 @@ impl WriteGroup<'_> {
         );
         self.records.insert(subject, a.record);
         self.entries.insert((subject, seq), a.entry);
+        self.journal.push((
+            index,
+            JournalRecord {
+                hash: a.hash,
+                subject,
+                seq,
+            },
+        ));
         self.next_index = index + 1;
         self.writes += 1;
         Ok(index)
@@ -358,7 +371,11 @@ impl WriteGroup<'_> {
         if self.writes == 0 {
             return Ok(());
         }
+        // The journal queue is filled under its lock before the log size moves, so a flush that
+        // sees the new size also finds these records.
+        let mut queue = lock(&self.store.journal_queue);
         self.store.tree.apply_batch(self.batch)?;
+        queue.extend(self.journal);
         self.store.log_size.store(self.next_index, Ordering::SeqCst);
         Ok(())
     }
@@ -382,6 +399,33 @@ pub struct SledStore {
     /// The log size as of the last successful flush: checkpoints never cover more, so a node
     /// never signs a root over entries that a crash could still take back.
     durable_size: AtomicU64,
+    /// The log journal (see [`crate::journal`]), appended after each durable flush.
+    journal: Mutex<Journal>,
+    /// Journal records of committed entries not yet in the journal, in log order.
+    journal_queue: Mutex<Vec<(u64, JournalRecord)>>,
+    /// What the journal names beyond the log found at open: positions sled lost, from
+    /// `lost_from` on, in order. Repair puts them back; they stay here to check that it does.
+    lost: Vec<JournalRecord>,
+    /// The log size at open (the first lost position).
+    lost_from: u64,
+}
+
+impl Drop for SledStore {
+    fn drop(&mut self) {
+        if let Err(e) = lock(&self.journal).sync() {
+            tracing::error!(error = %e, "syncing the log journal on close failed");
+        }
+    }
+}
+
+/// Locks a mutex, taking the data of a poisoned one (a panicked holder left nothing half done
+/// that matters here: the guarded values are queues and a file handle).
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
+fn io_error(e: std::io::Error) -> StoreError {
+    StoreError::Engine(sled::Error::Io(e))
 }
 
 fn key_e(subject: &PublicKey, seq: u64) -> [u8; 41] {
@@ -550,7 +594,19 @@ impl SledStore {
             let _ = d.sync_all();
         }
         let log_file = std::fs::File::open(dir.join("db")).ok();
+        let (journal, lost) = Self::open_journal(dir, &tree, log_size)?;
+        if !lost.is_empty() {
+            tracing::error!(
+                lost = lost.len(),
+                from = log_size,
+                "the store lost entries that its journal names (sled dropped a damaged part of its log)"
+            );
+        }
         Ok(SledStore {
+            journal: Mutex::new(journal),
+            journal_queue: Mutex::new(Vec::new()),
+            lost,
+            lost_from: log_size,
             db,
             checkpoints,
             witness,
@@ -560,6 +616,116 @@ impl SledStore {
             log_size: AtomicU64::new(log_size),
             durable_size: AtomicU64::new(log_size),
         })
+    }
+
+    /// Opens the journal and compares it with the ingest log: a damaged journal record is
+    /// rewritten from the log, a journal shorter than the log is completed from it, and records
+    /// beyond the log are returned (the positions sled lost).
+    fn open_journal(
+        dir: &Path,
+        tree: &sled::Tree,
+        log_size: u64,
+    ) -> Result<(Journal, Vec<JournalRecord>), StoreError> {
+        let (mut journal, records) = Journal::open(&dir.join("journal")).map_err(io_error)?;
+        let from_log = |index: u64, hash: Hash| -> Result<JournalRecord, StoreError> {
+            let v = tree
+                .get(key_h(&hash))?
+                .ok_or_else(|| corrupt(&key_l(index), "log entry without location"))?;
+            let v = arr::<48>(&key_h(&hash), &v)?;
+            let subject = PublicKey::from_bytes(arr::<32>(&v, &v[8..40])?);
+            let seq = u64::from_be_bytes(arr::<8>(&v, &v[40..])?);
+            Ok(JournalRecord { hash, subject, seq })
+        };
+        let mut log = tree.scan_prefix(b"L");
+        let mut lost = Vec::new();
+        for (i, rec) in records.iter().enumerate() {
+            let index = i as u64;
+            if index < log_size {
+                let (k, v) = log
+                    .next()
+                    .ok_or_else(|| corrupt(&key_l(index), "ingest log ends early"))??;
+                let hash = Hash::from_bytes(arr::<32>(&k, &v)?);
+                match rec {
+                    Some(r) if r.hash == hash => {}
+                    Some(_) => {
+                        return Err(corrupt(
+                            &k,
+                            "the journal names another entry at this log position",
+                        ))
+                    }
+                    None => {
+                        tracing::warn!(index, "damaged journal record rewritten from the log");
+                        journal
+                            .rewrite(index, &from_log(index, hash)?)
+                            .map_err(io_error)?;
+                    }
+                }
+            } else if let Some(r) = rec {
+                lost.push(*r);
+            } else {
+                // A damaged record past the log: what it named is unknown, and so is the order
+                // of the rest. Keep what is known; normal sync brings the others back.
+                tracing::warn!(
+                    index,
+                    "damaged journal record past the log; journal cut there"
+                );
+                journal.truncate(index).map_err(io_error)?;
+                break;
+            }
+        }
+        if journal.len() < log_size {
+            // The journal lags the store (it is synced at most once a second): catch it up.
+            let mut fresh = Vec::new();
+            for r in tree.range(key_l(journal.len())..) {
+                let (k, v) = r?;
+                if k.first() != Some(&b'L') {
+                    break;
+                }
+                let index = u64::from_be_bytes(arr::<8>(&k, &k[1..])?);
+                fresh.push(from_log(index, Hash::from_bytes(arr::<32>(&k, &v)?))?);
+            }
+            journal.append(&fresh).map_err(io_error)?;
+        }
+        journal.sync().map_err(io_error)?;
+        Ok((journal, lost))
+    }
+
+    /// The entries sled lost (named by the journal but past the log), in log order, that are not
+    /// back yet: the first is due at log index [`Store::log_size`].
+    pub fn lost_entries(&self) -> &[JournalRecord] {
+        let back = self.log_size().saturating_sub(self.lost_from);
+        let back = usize::try_from(back).unwrap_or(usize::MAX);
+        self.lost.get(back..).unwrap_or(&[])
+    }
+
+    /// Appends the journal records of everything durable below `size`. A position the journal
+    /// already has (one put back by a repair) must name the same entry.
+    fn journal_catch_up(&self, size: u64) -> Result<(), StoreError> {
+        let mut journal = lock(&self.journal);
+        let due: Vec<(u64, JournalRecord)> = {
+            let mut q = lock(&self.journal_queue);
+            let n = q.partition_point(|(i, _)| *i < size);
+            q.drain(..n).collect()
+        };
+        let mut fresh = Vec::with_capacity(due.len());
+        for (index, r) in due {
+            if index < journal.len() {
+                let expected = index
+                    .checked_sub(self.lost_from)
+                    .and_then(|k| self.lost.get(usize::try_from(k).ok()?));
+                if expected != Some(&r) {
+                    return Err(corrupt(
+                        &key_l(index),
+                        "repair put another entry at this log position than the journal names",
+                    ));
+                }
+            } else if index == journal.len() + fresh.len() as u64 {
+                fresh.push(r);
+            } else {
+                return Err(corrupt(&key_l(index), "journal record out of order"));
+            }
+        }
+        journal.append(&fresh).map_err(io_error)
     }
 
     /// Adds the Merkle nodes that leaf `index` completes: its leaf hash, and each parent whose
@@ -605,6 +771,7 @@ impl SledStore {
             entries: BTreeMap::new(),
             nodes: HashMap::new(),
             writes: 0,
+            journal: Vec::new(),
         }
     }
 
@@ -833,7 +1000,7 @@ impl Store for SledStore {
                 .map_err(|e| StoreError::Engine(sled::Error::Io(e)))?;
         }
         self.durable_size.fetch_max(size, Ordering::SeqCst);
-        Ok(())
+        self.journal_catch_up(size)
     }
 
     fn entry(&self, subject: &PublicKey, seq: u64) -> Result<Option<Entry>, StoreError> {

@@ -302,6 +302,13 @@ pub struct NodeInfo {
     /// When a sync round with a peer last completed (ms since the Unix epoch; 0: never).
     #[serde(default)]
     pub last_sync_ms: u64,
+    /// True while the node puts back entries its store lost on disk (found by the log journal
+    /// at start): it takes no writes and refuses the damaged subjects' chains (503) meanwhile.
+    #[serde(default)]
+    pub repairing: bool,
+    /// Subjects whose chains are refused until the repair is done.
+    #[serde(default)]
+    pub damaged_subjects: u64,
 }
 
 /// `GET /v1/peers`: one connected peer.

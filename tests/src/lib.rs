@@ -1068,6 +1068,17 @@ pub fn cluster(n: usize) -> Vec<TestNode> {
 /// number.
 pub struct Rng(pub u64);
 
+/// The seed of a seeded test: `var` from the environment if set, else `default`; printed (with
+/// the variable that replays it) under the test's `label`.
+pub fn seed_from_env(label: &str, var: &str, default: u64) -> u64 {
+    let seed = std::env::var(var)
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(default);
+    eprintln!("{label}: seed {seed} (set {var} to replay)");
+    seed
+}
+
 impl Rng {
     /// The next 64 random bits.
     pub fn next_u64(&mut self) -> u64 {

@@ -8,7 +8,7 @@
 
 use proto::state::ConsentState;
 use proto::Entry;
-use tests::{key, Chain, Rng, TestNode};
+use tests::{key, seed_from_env, Chain, Rng, TestNode};
 
 const ENTRIES: usize = 200;
 const ORDERS: usize = 50;
@@ -64,11 +64,7 @@ fn decisions(prefix: &[Entry], now: u64) -> Vec<(String, Option<u64>)> {
 
 #[test]
 fn any_delivery_order_with_duplicates_and_replays_ends_in_the_in_order_state() {
-    let seed: u64 = std::env::var("ORDERING_SEED")
-        .ok()
-        .and_then(|s| s.parse().ok())
-        .unwrap_or(20_261_125);
-    eprintln!("ordering: seed {seed} (set ORDERING_SEED to replay)");
+    let seed = seed_from_env("ordering", "ORDERING_SEED", 20_261_125);
     let mut rng = Rng(seed | 1);
     let node = TestNode::new();
     let brand = key("ordering/brand").public_key();

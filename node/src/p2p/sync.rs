@@ -174,6 +174,13 @@ impl Syncer {
     /// # Errors
     /// When a request fails or the peer answers out of protocol.
     pub async fn round(&self, peer: PeerId) -> Result<RoundStats, String> {
+        if self.ledger.repairing() {
+            // Put back what the store lost first; ordinary sync would only be refused meanwhile.
+            let stats = self.repair(peer).await?;
+            if self.ledger.repairing() {
+                return Ok(stats);
+            }
+        }
         if self.interest.is_empty() {
             return self.round_for(peer, None).await;
         }
@@ -436,6 +443,46 @@ impl Syncer {
             }
         }
         Ok(())
+    }
+
+    /// Asks `peer` for the entries this node's store lost on disk (see [`crate::journal`]): each
+    /// damaged chain from its first lost seq. The ledger keeps only the exact lost entries (by
+    /// hash) and applies them in their old log order.
+    async fn repair(&self, peer: PeerId) -> Result<RoundStats, String> {
+        let mut stats = RoundStats::default();
+        // Bounded per round: a peer that lacks them leaves the rest to the next round or peer.
+        for _ in 0..64 {
+            let wants: Vec<Want> = self
+                .ledger
+                .repair_wants(usize::from(MAX_WANTS))
+                .into_iter()
+                .map(|(subject, from_seq)| Want { subject, from_seq })
+                .collect();
+            if wants.is_empty() {
+                break;
+            }
+            let req = Request::Entries {
+                wants,
+                limit: MAX_ENTRIES,
+            };
+            let raw = match self.ask(peer, req, &mut stats).await? {
+                Response::Entries(e) => e,
+                _ => return Err(self.bad(peer, "unexpected answer to entries")),
+            };
+            let mut entries = Vec::with_capacity(raw.len());
+            for b in raw {
+                match Entry::from_bytes(&b) {
+                    Ok(e) => entries.push(e),
+                    Err(_) => self.net.strike(peer, "sync_malformed"),
+                }
+            }
+            let applied = self.ledger.offer_repair(entries).await;
+            stats.stored += applied as u64;
+            if applied == 0 {
+                break;
+            }
+        }
+        Ok(stats)
     }
 
     /// Decodes and submits fetched entries; invalid ones are strikes against the peer.
