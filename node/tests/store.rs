@@ -291,3 +291,116 @@ fn a_chain_head_survives_a_reopen() {
     );
     assert_eq!(store.log_size(), 1);
 }
+
+/// The log journal (`store/journal`) names every log position; what it names past the log after
+/// a reopen is reported as lost, in order; a journal that lags is completed from the log; a
+/// journal that names another entry at a logged position makes the open fail.
+#[test]
+fn the_journal_names_lost_entries_and_catches_up_when_it_lags() {
+    use node::journal::{JournalRecord, RECORD_LEN};
+    use std::io::Write;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut chain: Vec<Entry> = Vec::new();
+    let append = |store: &SledStore, chain: &mut Vec<Entry>| {
+        let prev = chain.last().map_or(Hash::ZERO, Entry::hash);
+        let e = entry(1, chain.len() as u64 + 1, prev, 0);
+        chain.push(e.clone());
+        store
+            .append(&Append {
+                hash: e.hash(),
+                entry: e,
+                record: record_of(chain, false),
+            })
+            .expect("append");
+    };
+    {
+        let store = open(dir.path());
+        for _ in 0..5 {
+            append(&store, &mut chain);
+        }
+        store.flush().expect("flush");
+        assert!(store.lost_entries().is_empty());
+    }
+    let journal = dir.path().join("journal");
+    assert_eq!(
+        std::fs::metadata(&journal).expect("journal").len(),
+        5 * RECORD_LEN as u64,
+        "one record per durable log position"
+    );
+    // As if sled had dropped the tail: the journal names two positions the log does not have.
+    let lost: Vec<Entry> = (0..2)
+        .map(|i| {
+            let prev = chain.last().map_or(Hash::ZERO, Entry::hash);
+            let e = entry(1, 6 + i, prev, 0);
+            chain.push(e.clone());
+            e
+        })
+        .collect();
+    let mut f = std::fs::OpenOptions::new()
+        .append(true)
+        .open(&journal)
+        .expect("open journal");
+    for e in &lost {
+        let r = JournalRecord {
+            hash: e.hash(),
+            subject: e.subject(),
+            seq: e.seq(),
+        };
+        f.write_all(&r.to_bytes()).expect("write journal");
+    }
+    drop(f);
+    {
+        let store = open(dir.path());
+        let named: Vec<(Hash, u64)> = store
+            .lost_entries()
+            .iter()
+            .map(|r| (r.hash, r.seq))
+            .collect();
+        assert_eq!(
+            named,
+            lost.iter().map(|e| (e.hash(), e.seq())).collect::<Vec<_>>()
+        );
+        // Putting the first back at its old position shortens the list.
+        append(&store, &mut chain[..5].to_vec());
+        store
+            .flush()
+            .expect("the lost entry goes back at its position");
+        assert_eq!(store.lost_entries().len(), 1);
+        assert_eq!(store.lost_entries()[0].seq, 7);
+    }
+    // A journal that lags the log (cut short) is completed from the log at open.
+    let len = std::fs::metadata(&journal).expect("journal").len();
+    std::fs::OpenOptions::new()
+        .write(true)
+        .open(&journal)
+        .expect("open journal")
+        .set_len(2 * RECORD_LEN as u64)
+        .expect("cut journal");
+    {
+        let store = open(dir.path());
+        assert!(
+            store.lost_entries().is_empty(),
+            "the log is the truth for what it holds"
+        );
+        assert_eq!(store.log_size(), 6);
+    }
+    assert_eq!(
+        std::fs::metadata(&journal).expect("journal").len(),
+        6 * RECORD_LEN as u64,
+        "completed from the log (was {len} bytes before the cut)"
+    );
+    // A journal that names another entry at a logged position: the open fails, naming it.
+    let mut bytes = std::fs::read(&journal).expect("read journal");
+    let other = entry(9, 1, Hash::ZERO, 0);
+    let r = JournalRecord {
+        hash: other.hash(),
+        subject: other.subject(),
+        seq: 1,
+    };
+    bytes[..RECORD_LEN].copy_from_slice(&r.to_bytes());
+    std::fs::write(&journal, &bytes).expect("write journal");
+    let err = SledStore::open(dir.path())
+        .err()
+        .expect("a conflicting journal is refused");
+    assert!(err.to_string().contains("journal"), "{err}");
+}
