@@ -632,29 +632,13 @@ fn run_verifier(
     to_writer: mpsc::Sender<Msg>,
 ) {
     let mut cache = proto::sig::KeyCache::new(100_000);
-    let wait_us: u64 = std::env::var("CONSENT_VERIFY_WAIT_US").ok().and_then(|s| s.parse().ok()).unwrap_or(0);
-    let (mut nb, mut ne) = (0u64, 0u64);
-    let mut prev = 0usize;
     while let Some(first) = rx.blocking_recv() {
         let mut batch = vec![first];
-        let take = |batch: &mut Vec<Box<WriteReq>>, rx: &mut mpsc::Receiver<Box<WriteReq>>| {
-            while batch.len() < MAX_GROUP {
-                match rx.try_recv() {
-                    Ok(r) => batch.push(r),
-                    Err(_) => break,
-                }
+        while batch.len() < MAX_GROUP {
+            match rx.try_recv() {
+                Ok(r) => batch.push(r),
+                Err(_) => break,
             }
-        };
-        take(&mut batch, &mut rx);
-        if wait_us > 0 && prev > 1 && batch.len() < 32 {
-            std::thread::sleep(Duration::from_micros(wait_us));
-            take(&mut batch, &mut rx);
-        }
-        prev = batch.len();
-        nb += 1;
-        ne += batch.len() as u64;
-        if nb % 200 == 0 {
-            eprintln!("verifier: {nb} batches, avg {:.1}", ne as f64 / nb as f64);
         }
         // Take the entries out (no copy) for the batch check, then put them back.
         let (entries, tails): (Vec<Entry>, Vec<_>) = batch
