@@ -440,6 +440,22 @@ fn refuse_damaged(st: &AppState, subject: &PublicKey) -> ApiResult<()> {
     Ok(())
 }
 
+/// Refuses a lookup of an entry the store lost on disk and has not got back yet: a 404 would say
+/// that an acknowledged entry does not exist.
+fn refuse_lost(st: &AppState, hash: &Hash) -> ApiResult<()> {
+    if st.ledger.lost(hash) {
+        return Err(ApiError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "chain_damaged",
+            format!(
+                "entry {hash} was lost on disk by this node and is being repaired from peers; \
+                 ask another node or retry later"
+            ),
+        ));
+    }
+    Ok(())
+}
+
 fn answer(st: &AppState, q: &CheckQuery) -> ApiResult<CheckResponse> {
     let subject = parse_key("subject", &q.subject)?;
     refuse_damaged(st, &subject)?;
@@ -708,6 +724,7 @@ async fn subject_fork(
     subject: Result<Path<String>, PathRejection>,
 ) -> ApiResult<Json<ForkProof>> {
     let subject = parse_key("subject", &path(subject)?)?;
+    refuse_damaged(&st, &subject)?;
     st.ledger
         .store()
         .fork(&subject)?
@@ -725,6 +742,7 @@ async fn entry_by_hash(
     let hash: Hash = path(hash)?
         .parse()
         .map_err(|e: proto::HexError| ApiError::bad_request(e.to_string()))?;
+    refuse_lost(&st, &hash)?;
     let store = st.ledger.store();
     let loc = store
         .locate(&hash)?
@@ -936,6 +954,10 @@ impl std::io::Write for ChannelWriter {
 #[utoipa::path(get, path = "/v1/log/export",
     responses((status = 200, description = "application/x-ndjson: header, entries in log order, checkpoints, fork proofs, end")))]
 async fn export(State(st): State<AppState>) -> Response {
+    if st.ledger.repairing() {
+        // The log lacks entries it acknowledged; an export now would look like the whole ledger.
+        return ApiError::from(IngestError::Repairing).into_response();
+    }
     let (tx, rx) = mpsc::channel::<Bytes>(16);
     let ledger = st.ledger.clone();
     let checkpoints = st.checkpoints.clone();
@@ -977,6 +999,7 @@ async fn inclusion_proof(
         .hash
         .parse()
         .map_err(|e: proto::HexError| ApiError::bad_request(e.to_string()))?;
+    refuse_lost(&st, &hash)?;
     let store = st.ledger.store();
     let size = q.size.unwrap_or_else(|| store.log_size());
     let loc = store

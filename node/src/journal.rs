@@ -17,7 +17,7 @@
 //! durable in the store.
 
 use std::fs::{File, OpenOptions};
-use std::io::{Read, Write};
+use std::io::Read;
 use std::os::unix::fs::FileExt;
 use std::path::Path;
 use std::time::{Duration, Instant};
@@ -81,6 +81,8 @@ pub struct Journal {
     len: u64,
     last_sync: Instant,
     unsynced: bool,
+    /// Records made durable by the last sync.
+    synced: u64,
 }
 
 /// What [`Journal::open`] read: each record in order, `None` where the checksum failed.
@@ -93,10 +95,13 @@ impl Journal {
     /// # Errors
     /// I/O errors.
     pub fn open(path: &Path) -> std::io::Result<(Journal, Records)> {
+        // Not in append mode: on Linux, `pwrite` on an O_APPEND file ignores its offset, and
+        // records are rewritten in place. Every write names its offset.
         let mut file = OpenOptions::new()
             .read(true)
-            .append(true)
+            .write(true)
             .create(true)
+            .truncate(false)
             .open(path)?;
         let mut bytes = Vec::new();
         file.read_to_end(&mut bytes)?;
@@ -123,6 +128,7 @@ impl Journal {
                 len: records.len() as u64,
                 last_sync: Instant::now(),
                 unsynced: false,
+                synced: records.len() as u64,
             },
             records,
         ))
@@ -151,7 +157,7 @@ impl Journal {
         for r in records {
             buf.extend_from_slice(&r.to_bytes());
         }
-        self.file.write_all(&buf)?;
+        self.file.write_all_at(&buf, self.len * RECORD_LEN as u64)?;
         self.len += records.len() as u64;
         self.unsynced = true;
         if self.last_sync.elapsed() >= SYNC_EVERY {
@@ -178,6 +184,7 @@ impl Journal {
     pub fn truncate(&mut self, len: u64) -> std::io::Result<()> {
         self.file.set_len(len * RECORD_LEN as u64)?;
         self.len = len;
+        self.unsynced = true;
         self.sync()
     }
 
@@ -190,14 +197,21 @@ impl Journal {
             self.file.sync_data()?;
             self.unsynced = false;
         }
+        self.synced = self.len;
         self.last_sync = Instant::now();
         Ok(())
+    }
+
+    /// Records known durable (as of the last sync).
+    pub fn synced_len(&self) -> u64 {
+        self.synced
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::io::Write;
 
     fn rec(i: u8) -> JournalRecord {
         JournalRecord {
@@ -217,6 +231,23 @@ mod tests {
             assert_eq!(JournalRecord::from_bytes(&b), None, "flip at byte {i}");
             b[i] ^= 0x01;
         }
+    }
+
+    #[test]
+    fn a_rewritten_record_stays_in_its_place() {
+        let dir = tempfile::tempdir().expect("journal test");
+        let path = dir.path().join("journal");
+        let (mut j, _) = Journal::open(&path).expect("journal test");
+        j.append(&[rec(0), rec(1), rec(2)]).expect("journal test");
+        j.rewrite(1, &rec(7)).expect("journal test");
+        j.append(&[rec(3)]).expect("journal test");
+        j.sync().expect("journal test");
+        drop(j);
+        let (_, recs) = Journal::open(&path).expect("journal test");
+        assert_eq!(
+            recs,
+            vec![Some(rec(0)), Some(rec(7)), Some(rec(2)), Some(rec(3))]
+        );
     }
 
     #[test]

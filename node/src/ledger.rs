@@ -300,6 +300,14 @@ impl Ledger {
                 .is_some_and(|r| r.damaged.contains(subject))
     }
 
+    /// Whether the entry with this hash was lost on disk and is not back yet.
+    pub fn lost(&self, hash: &Hash) -> bool {
+        self.repairing()
+            && self.repair_state().as_ref().is_some_and(|r| {
+                r.wanted.contains(hash) && self.shared.store.locate(hash).ok().flatten().is_none()
+            })
+    }
+
     /// Subjects whose chains are refused until the repair is done.
     pub fn damaged_count(&self) -> u64 {
         self.repair_state()
@@ -343,9 +351,20 @@ impl Ledger {
         {
             let mut state = self.repair_state();
             let Some(r) = state.as_mut() else { return 0 };
+            // The next positions due are always kept, so a full stash cannot stall the repair.
+            let due_next: std::collections::HashSet<Hash> = self
+                .shared
+                .store
+                .lost_entries()
+                .iter()
+                .take(MAX_GROUP)
+                .map(|r| r.hash)
+                .collect();
             for e in entries {
                 let h = e.hash();
-                if r.wanted.contains(&h) && r.stash.len() < MAX_REPAIR_STASH {
+                if due_next.contains(&h)
+                    || (r.wanted.contains(&h) && r.stash.len() < MAX_REPAIR_STASH)
+                {
                     r.stash.insert(h, e);
                 }
             }
@@ -367,14 +386,25 @@ impl Ledger {
             if due.is_empty() {
                 break;
             }
-            let n = due.len();
-            for res in self.submit_ordered(due).await {
-                if let Err(e) = res {
-                    tracing::error!(error = %e, "a repaired entry was refused; the repair stops");
-                    return applied;
+            let first = self.shared.store.log_size();
+            for (k, res) in self.submit_ordered(due).await.into_iter().enumerate() {
+                // Each must be stored, at exactly the position the journal names.
+                let at = first + k as u64;
+                match res {
+                    Ok(Outcome {
+                        status: SubmitStatus::Stored,
+                        log_index: Some(i),
+                    }) if i == at => applied += 1,
+                    other => {
+                        tracing::error!(
+                            outcome = ?other.map(|o| (o.status, o.log_index)),
+                            expected_index = at,
+                            "a repaired entry did not go back at its log position; the repair stops"
+                        );
+                        return applied;
+                    }
                 }
             }
-            applied += n;
         }
         if self.shared.store.lost_entries().is_empty() {
             *self.repair_state() = None;

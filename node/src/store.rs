@@ -408,6 +408,10 @@ pub struct SledStore {
     lost: Vec<JournalRecord>,
     /// The log size at open (the first lost position).
     lost_from: u64,
+    /// Log positions the journal has made durable: checkpoints never cover more, so every
+    /// position a signed checkpoint covers is named durably, and a loss there is repaired at the
+    /// same index instead of coming back elsewhere.
+    journal_synced: AtomicU64,
 }
 
 impl Drop for SledStore {
@@ -603,6 +607,7 @@ impl SledStore {
             );
         }
         Ok(SledStore {
+            journal_synced: AtomicU64::new(journal.synced_len()),
             journal: Mutex::new(journal),
             journal_queue: Mutex::new(Vec::new()),
             lost,
@@ -644,6 +649,9 @@ impl SledStore {
                 let (k, v) = log
                     .next()
                     .ok_or_else(|| corrupt(&key_l(index), "ingest log ends early"))??;
+                if k[..] != key_l(index)[..] {
+                    return Err(corrupt(&key_l(index), "the ingest log has a hole here"));
+                }
                 let hash = Hash::from_bytes(arr::<32>(&k, &v)?);
                 match rec {
                     Some(r) if r.hash == hash => {}
@@ -725,7 +733,10 @@ impl SledStore {
                 return Err(corrupt(&key_l(index), "journal record out of order"));
             }
         }
-        journal.append(&fresh).map_err(io_error)
+        journal.append(&fresh).map_err(io_error)?;
+        self.journal_synced
+            .fetch_max(journal.synced_len(), Ordering::SeqCst);
+        Ok(())
     }
 
     /// Adds the Merkle nodes that leaf `index` completes: its leaf hash, and each parent whose
@@ -1123,9 +1134,24 @@ impl Store for SledStore {
 }
 
 impl SledStore {
-    /// The log size as of the last successful flush.
+    /// The log size as of the last successful flush, and named durably in the journal (see
+    /// `journal_synced`).
     pub fn durable_size(&self) -> u64 {
-        self.durable_size.load(Ordering::SeqCst)
+        let durable = self.durable_size.load(Ordering::SeqCst);
+        let mut named = self.journal_synced.load(Ordering::SeqCst);
+        if named < durable {
+            // The flusher syncs the journal at most once a second; a checkpoint over newer
+            // entries syncs it now (an fdatasync of a small file, only when something is new).
+            let mut j = lock(&self.journal);
+            match j.sync() {
+                Ok(()) => {
+                    named = j.synced_len();
+                    self.journal_synced.fetch_max(named, Ordering::SeqCst);
+                }
+                Err(e) => tracing::error!(error = %e, "syncing the log journal failed"),
+            }
+        }
+        durable.min(named)
     }
 
     /// Keeps a signed checkpoint (the first one signed at each size).

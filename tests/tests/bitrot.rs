@@ -169,6 +169,13 @@ fn bit_rot_is_detected_refused_and_repaired_from_peers() {
         "bitrot: {} entries lost; {refused} chains refused, {answered} answered",
         total - info.log_size
     );
+    // A lost entry is not denied (404) but refused, and so is an export of the cut-down log.
+    let lost_hash = &before[usize::try_from(info.log_size).expect("a log size")];
+    let r = node.get(&format!("/v1/entries/{lost_hash}"));
+    assert_eq!(r.status, 503, "a lost entry while repairing: {}", r.body);
+    assert!(r.body.contains("chain_damaged"), "{}", r.body);
+    let r = node.get("/v1/log/export");
+    assert_eq!(r.status, 503, "an export while repairing: {}", r.body);
     let extra = chains[0].peek(proto::entry::Body::Grant(tests::consent(
         brand,
         &["dpv:Marketing"],

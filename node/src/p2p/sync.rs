@@ -109,7 +109,11 @@ impl Syncer {
                     match self.round(peer).await {
                         Ok(s) => {
                             self.ledger.metrics().sync_rounds.inc();
-                            self.ledger.mark_fresh();
+                            // A node that is still putting back lost entries takes nothing new
+                            // (no withdrawal can reach it): its view is not fresh.
+                            if !self.ledger.repairing() {
+                                self.ledger.mark_fresh();
+                            }
                             let level = if s.stored > 0 {
                                 tracing::Level::INFO
                             } else {
