@@ -480,13 +480,41 @@ impl Syncer {
                     Err(_) => self.net.strike(peer, "sync_malformed"),
                 }
             }
-            let applied = self.ledger.offer_repair(entries).await;
+            let mut applied = self.ledger.offer_repair(entries).await;
+            if applied == 0 {
+                // A peer that kept the other branch of a forked subject has the lost entry only
+                // inside its fork proof.
+                applied = self.repair_from_fork_proofs(peer, &mut stats).await?;
+            }
             stats.stored += applied as u64;
             if applied == 0 {
                 break;
             }
         }
         Ok(stats)
+    }
+
+    /// Offers both entries of the peer's fork proof of each damaged subject to the repair.
+    async fn repair_from_fork_proofs(
+        &self,
+        peer: PeerId,
+        stats: &mut RoundStats,
+    ) -> Result<usize, String> {
+        let mut entries = Vec::new();
+        for (subject, _) in self.ledger.repair_wants(8) {
+            match self.ask(peer, Request::Fork { subject }, stats).await? {
+                Response::Fork(Some(bytes)) => match ForkProof::from_bytes(&bytes) {
+                    Ok(p) if p.subject() == subject => entries.extend([p.a, p.b]),
+                    _ => self.net.strike(peer, "bad_fork_proof"),
+                },
+                Response::Fork(None) => {}
+                _ => return Err(self.bad(peer, "unexpected answer to fork")),
+            }
+        }
+        if entries.is_empty() {
+            return Ok(0);
+        }
+        Ok(self.ledger.offer_repair(entries).await)
     }
 
     /// Decodes and submits fetched entries; invalid ones are strikes against the peer.
