@@ -145,7 +145,12 @@ fn a_fork_made_at_one_node_is_known_at_every_node() {
             "every node to answer forked",
             || n.check(&c.id(), &brand(), PURPOSE).status == "forked",
         );
-        assert_eq!(n.info().forks, 1);
+        // The forked flag is visible once committed; the counter moves once it is durable.
+        wait_for(
+            Duration::from_secs(5),
+            "the fork counted in node info",
+            || n.info().forks == 1,
+        );
         n.get(&format!("/v1/subjects/{}/fork", c.id()))
             .expect_status(200);
     }
