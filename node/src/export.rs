@@ -22,6 +22,12 @@ pub enum ExportError {
     /// Writing.
     #[error("writing the export: {0}")]
     Io(#[from] std::io::Error),
+    /// The store lost entries on disk that are not back yet: an export now would miss them.
+    #[error(
+        "the store lost {0} entries on disk that are not repaired yet; an export would miss \
+         them (start the node with its peers to repair them)"
+    )]
+    Damaged(usize),
 }
 
 fn line(out: &mut dyn Write, l: &ExportLine) -> Result<(), ExportError> {
@@ -42,6 +48,10 @@ pub fn write_export(
     out: &mut dyn Write,
     progress: &mut dyn FnMut(u64),
 ) -> Result<u64, ExportError> {
+    let lost = store.lost_entries().len();
+    if lost > 0 {
+        return Err(ExportError::Damaged(lost));
+    }
     // Fix the size first: the log may grow while we write.
     let (size, latest) = checkpoints.latest_sized(store)?;
     line(

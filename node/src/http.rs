@@ -428,14 +428,9 @@ async fn submit_entry(
 /// answer from the rest of it could be wrong (a lost withdrawal would read as allow).
 fn refuse_damaged(st: &AppState, subject: &PublicKey) -> ApiResult<()> {
     if st.ledger.damaged(subject) {
-        return Err(ApiError::new(
-            StatusCode::SERVICE_UNAVAILABLE,
-            "chain_damaged",
-            format!(
-                "this node's copy of subject {subject} lost entries on disk and is being \
-                 repaired from peers; ask another node or retry later"
-            ),
-        ));
+        return Err(chain_damaged(format!(
+            "this node's copy of subject {subject}"
+        )));
     }
     Ok(())
 }
@@ -444,16 +439,21 @@ fn refuse_damaged(st: &AppState, subject: &PublicKey) -> ApiResult<()> {
 /// that an acknowledged entry does not exist.
 fn refuse_lost(st: &AppState, hash: &Hash) -> ApiResult<()> {
     if st.ledger.lost(hash) {
-        return Err(ApiError::new(
-            StatusCode::SERVICE_UNAVAILABLE,
-            "chain_damaged",
-            format!(
-                "entry {hash} was lost on disk by this node and is being repaired from peers; \
-                 ask another node or retry later"
-            ),
-        ));
+        return Err(chain_damaged(format!("entry {hash}")));
     }
     Ok(())
+}
+
+/// 503 `chain_damaged` for `what`, which this node lost on disk and is repairing from peers.
+fn chain_damaged(what: String) -> ApiError {
+    ApiError::new(
+        StatusCode::SERVICE_UNAVAILABLE,
+        "chain_damaged",
+        format!(
+            "{what} was damaged on disk and is being repaired from peers; ask another node or \
+             retry later"
+        ),
+    )
 }
 
 fn answer(st: &AppState, q: &CheckQuery) -> ApiResult<CheckResponse> {

@@ -262,7 +262,12 @@ impl Ledger {
     }
 
     /// Records that a sync round with a peer has just completed: this node's view is fresh.
+    /// A node that is still putting back entries its store lost takes nothing new (no withdrawal
+    /// can reach it), so its view does not become fresh.
     pub fn mark_fresh(&self) {
+        if self.repairing() {
+            return;
+        }
         self.shared
             .last_fresh_ms
             .store(self.shared.clock.now_ms(), Ordering::Relaxed);

@@ -547,6 +547,16 @@ impl proto::merkle::Subtrees for TreeView<'_> {
 }
 
 /// The compact binary form of a subject record (postcard; keys and hashes as raw bytes).
+/// Reads an `H` record: log index, subject and seq of the entry with that hash.
+fn decode_location(key: &[u8], v: &[u8]) -> Result<Location, StoreError> {
+    let v = arr::<48>(key, v)?;
+    Ok(Location {
+        log_index: u64::from_be_bytes(arr::<8>(key, &v[..8])?),
+        subject: PublicKey::from_bytes(arr::<32>(key, &v[8..40])?),
+        seq: u64::from_be_bytes(arr::<8>(key, &v[40..])?),
+    })
+}
+
 fn encode_record(r: &SubjectRecord) -> Result<Vec<u8>, StoreError> {
     postcard::to_allocvec(r).map_err(|e| corrupt(b"S", e))
 }
@@ -633,13 +643,16 @@ impl SledStore {
     ) -> Result<(Journal, Vec<JournalRecord>), StoreError> {
         let (mut journal, records) = Journal::open(&dir.join("journal")).map_err(io_error)?;
         let from_log = |index: u64, hash: Hash| -> Result<JournalRecord, StoreError> {
+            let k = key_h(&hash);
             let v = tree
-                .get(key_h(&hash))?
+                .get(k)?
                 .ok_or_else(|| corrupt(&key_l(index), "log entry without location"))?;
-            let v = arr::<48>(&key_h(&hash), &v)?;
-            let subject = PublicKey::from_bytes(arr::<32>(&v, &v[8..40])?);
-            let seq = u64::from_be_bytes(arr::<8>(&v, &v[40..])?);
-            Ok(JournalRecord { hash, subject, seq })
+            let loc = decode_location(&k, &v)?;
+            Ok(JournalRecord {
+                hash,
+                subject: loc.subject,
+                seq: loc.seq,
+            })
         };
         let mut log = tree.scan_prefix(b"L");
         let mut lost = Vec::new();
@@ -710,12 +723,16 @@ impl SledStore {
     /// already has (one put back by a repair) must name the same entry.
     fn journal_catch_up(&self, size: u64) -> Result<(), StoreError> {
         let mut journal = lock(&self.journal);
+        // Copied, and taken off the queue only once they are written: after a failed write the
+        // next flush tries them again instead of finding a gap. (Only this function takes from
+        // the queue, under the journal lock; commits only add at its end.)
         let due: Vec<(u64, JournalRecord)> = {
-            let mut q = lock(&self.journal_queue);
+            let q = lock(&self.journal_queue);
             let n = q.partition_point(|(i, _)| *i < size);
-            q.drain(..n).collect()
+            q[..n].to_vec()
         };
-        let mut fresh = Vec::with_capacity(due.len());
+        let taken = due.len();
+        let mut fresh = Vec::with_capacity(taken);
         for (index, r) in due {
             if index < journal.len() {
                 let expected = index
@@ -734,6 +751,7 @@ impl SledStore {
             }
         }
         journal.append(&fresh).map_err(io_error)?;
+        lock(&self.journal_queue).drain(..taken);
         self.journal_synced
             .fetch_max(journal.synced_len(), Ordering::SeqCst);
         Ok(())
@@ -1030,23 +1048,10 @@ impl Store for SledStore {
 
     fn locate(&self, hash: &Hash) -> Result<Option<Location>, StoreError> {
         let k = key_h(hash);
-        match self.tree.get(k)? {
-            None => Ok(None),
-            Some(v) => {
-                let v = arr::<48>(&k, &v)?;
-                let mut idx = [0u8; 8];
-                idx.copy_from_slice(&v[..8]);
-                let mut subject = [0u8; 32];
-                subject.copy_from_slice(&v[8..40]);
-                let mut seq = [0u8; 8];
-                seq.copy_from_slice(&v[40..]);
-                Ok(Some(Location {
-                    log_index: u64::from_be_bytes(idx),
-                    subject: PublicKey::from_bytes(subject),
-                    seq: u64::from_be_bytes(seq),
-                }))
-            }
-        }
+        self.tree
+            .get(k)?
+            .map(|v| decode_location(&k, &v))
+            .transpose()
     }
 
     fn subject(&self, subject: &PublicKey) -> Result<Option<SubjectRecord>, StoreError> {

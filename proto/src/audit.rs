@@ -191,7 +191,7 @@ pub fn parse_and_decode_line(line: &str) -> Result<(ExportLine, Option<DecodedEn
                     log_index,
                     hex: String::new(),
                 },
-                Some(decode_entry_bytes(bytes)),
+                Some(decode_entry_bytes(&bytes)),
             ));
         }
     }
@@ -281,19 +281,19 @@ pub fn decode_entry_hex(hex: &str) -> DecodedEntry {
             reason: "not hex".into(),
             leaf_input: crate::entry::hash_entry_bytes(&[]),
         },
-        Ok(b) => decode_entry_bytes(b),
+        Ok(b) => decode_entry_bytes(&b),
     }
 }
 
-fn decode_entry_bytes(b: Vec<u8>) -> DecodedEntry {
-    match Entry::from_bytes(&b) {
+fn decode_entry_bytes(b: &[u8]) -> DecodedEntry {
+    match Entry::from_bytes(b) {
         Ok(e) => {
             let h = e.hash();
             DecodedEntry::Ok(e, h)
         }
         Err(err) => DecodedEntry::Bad {
             reason: err.to_string(),
-            leaf_input: crate::entry::hash_entry_bytes(&b),
+            leaf_input: crate::entry::hash_entry_bytes(b),
         },
     }
 }

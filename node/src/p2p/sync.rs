@@ -109,11 +109,7 @@ impl Syncer {
                     match self.round(peer).await {
                         Ok(s) => {
                             self.ledger.metrics().sync_rounds.inc();
-                            // A node that is still putting back lost entries takes nothing new
-                            // (no withdrawal can reach it): its view is not fresh.
-                            if !self.ledger.repairing() {
-                                self.ledger.mark_fresh();
-                            }
+                            self.ledger.mark_fresh();
                             let level = if s.stored > 0 {
                                 tracing::Level::INFO
                             } else {
@@ -473,13 +469,7 @@ impl Syncer {
                 Response::Entries(e) => e,
                 _ => return Err(self.bad(peer, "unexpected answer to entries")),
             };
-            let mut entries = Vec::with_capacity(raw.len());
-            for b in raw {
-                match Entry::from_bytes(&b) {
-                    Ok(e) => entries.push(e),
-                    Err(_) => self.net.strike(peer, "sync_malformed"),
-                }
-            }
+            let entries = self.decode_fetched(peer, raw);
             let mut applied = self.ledger.offer_repair(entries).await;
             if applied == 0 {
                 // A peer that kept the other branch of a forked subject has the lost entry only
@@ -517,8 +507,8 @@ impl Syncer {
         Ok(self.ledger.offer_repair(entries).await)
     }
 
-    /// Decodes and submits fetched entries; invalid ones are strikes against the peer.
-    async fn ingest(&self, peer: PeerId, raw: Vec<Vec<u8>>, stats: &mut RoundStats) {
+    /// Decodes entries a peer sent; each one that does not decode is a strike against it.
+    fn decode_fetched(&self, peer: PeerId, raw: Vec<Vec<u8>>) -> Vec<Entry> {
         let mut entries = Vec::with_capacity(raw.len());
         for b in raw {
             match Entry::from_bytes(&b) {
@@ -526,6 +516,12 @@ impl Syncer {
                 Err(_) => self.net.strike(peer, "sync_malformed"),
             }
         }
+        entries
+    }
+
+    /// Decodes and submits fetched entries; invalid ones are strikes against the peer.
+    async fn ingest(&self, peer: PeerId, raw: Vec<Vec<u8>>, stats: &mut RoundStats) {
+        let entries = self.decode_fetched(peer, raw);
         for r in self.ledger.submit_many(entries).await {
             match r {
                 Ok(o) if o.status == SubmitStatus::Stored => {
