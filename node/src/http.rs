@@ -135,10 +135,7 @@ impl From<IngestError> for ApiError {
             e @ IngestError::Repairing => {
                 ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "repairing", e.to_string())
             }
-            IngestError::Storage(e) => {
-                tracing::error!(error = %e, "storage error");
-                ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "storage", e.to_string())
-            }
+            IngestError::Storage(e) => QueryError::Storage(e).into(),
         }
     }
 }
@@ -147,6 +144,14 @@ impl From<QueryError> for ApiError {
     fn from(e: QueryError) -> Self {
         match e {
             QueryError::BadRequest(m) => ApiError::bad_request(m),
+            QueryError::Storage(e @ crate::store::StoreError::ReadOnly) => {
+                ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "read_only", e.to_string())
+            }
+            QueryError::Storage(e @ crate::store::StoreError::Reopening) => ApiError::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "unavailable",
+                e.to_string(),
+            ),
             QueryError::Storage(e) => {
                 tracing::error!(error = %e, "storage error");
                 ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "storage", e.to_string())

@@ -18,9 +18,10 @@
 //! the ledger acknowledges only after that (group commit).
 
 use std::collections::{BTreeMap, HashMap};
-use std::path::Path;
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::Mutex;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, RwLock};
+use std::time::{Duration, Instant};
 
 use proto::chain::{ChainHead, ForkProof};
 use proto::entry::Entry;
@@ -53,6 +54,14 @@ pub enum StoreError {
         /// The directory.
         path: String,
     },
+    /// A flush failed earlier: the store takes no more writes until the node restarts.
+    #[error(
+        "the store takes no writes after a failed flush (restart the node once the disk is fixed)"
+    )]
+    ReadOnly,
+    /// sled is being (or could not be) opened again after a failed flush.
+    #[error("the storage engine is being reopened after a failed flush")]
+    Reopening,
     /// The data directory holds a store of another format version.
     #[error("store format version {found} is not supported (expected {FORMAT_VERSION})")]
     Format {
@@ -373,8 +382,13 @@ impl WriteGroup<'_> {
         }
         // The journal queue is filled under its lock before the log size moves, so a flush that
         // sees the new size also finds these records.
+        self.store.writable()?;
+        let en = self.store.engine()?;
         let mut queue = lock(&self.store.journal_queue);
-        self.store.tree.apply_batch(self.batch)?;
+        if let Err(e) = en.tree.apply_batch(self.batch) {
+            self.store.fail(&e);
+            return Err(e.into());
+        }
         queue.extend(self.journal);
         self.store.log_size.store(self.next_index, Ordering::SeqCst);
         Ok(())
@@ -383,17 +397,17 @@ impl WriteGroup<'_> {
 
 /// The sled implementation of [`Store`].
 pub struct SledStore {
-    db: sled::Db,
-    /// Every checkpoint this node signed, by size (kept for exports and audits).
-    checkpoints: sled::Tree,
-    /// The witness's latest cosigned checkpoint per log origin (origin -> note).
-    witness: sled::Tree,
-    /// Split-view proofs this node holds (id -> JSON).
-    split_views: sled::Tree,
-    /// sled's log file, opened again to `fdatasync` it after each flush: on Linux sled 0.34 syncs
-    /// with `sync_file_range`, which does not persist the file's size or the device cache.
-    log_file: Option<std::fs::File>,
-    tree: sled::Tree,
+    /// The data directory.
+    dir: PathBuf,
+    /// sled's handles; `None` only while they are being reopened (or could not be).
+    engine: RwLock<Option<Arc<Engine>>>,
+    /// Set when a flush or a write failed: sled keeps such an error and fails every later write
+    /// with it, and also a read that has to restructure a page (split, merge, consolidation).
+    failed: AtomicBool,
+    /// Serialises reopens; holds when the last one was tried (at most one a second).
+    reopen_gate: Mutex<Option<Instant>>,
+    /// Counts reopens, so that a reader that failed on the old handles retries on new ones.
+    generation: AtomicU64,
     /// Cached ingest-log size; the single writer advances it after each append.
     log_size: AtomicU64,
     /// The log size as of the last successful flush: checkpoints never cover more, so a node
@@ -413,6 +427,63 @@ pub struct SledStore {
     /// same index instead of coming back elsewhere.
     journal_synced: AtomicU64,
 }
+
+/// sled's handles for one open of the store.
+struct Engine {
+    db: sled::Db,
+    /// The ledger: entries, log, derived records (the key prefixes of the module doc).
+    tree: sled::Tree,
+    /// Every checkpoint this node signed, by size (kept for exports and audits).
+    checkpoints: sled::Tree,
+    /// The witness's latest cosigned checkpoint per log origin (origin -> note).
+    witness: sled::Tree,
+    /// Split-view proofs this node holds (id -> JSON).
+    split_views: sled::Tree,
+    /// sled's log file, opened again to `fdatasync` it after each flush: on Linux sled 0.34 syncs
+    /// with `sync_file_range`, which does not persist the file's size or the device cache.
+    log_file: Option<std::fs::File>,
+}
+
+impl Engine {
+    fn view(&self) -> TreeView<'_> {
+        TreeView {
+            tree: &self.tree,
+            error: std::cell::RefCell::new(None),
+        }
+    }
+
+    fn open(dir: &Path) -> Result<Engine, StoreError> {
+        let db = open_db(dir)?;
+        Ok(Engine {
+            tree: db.open_tree("ledger")?,
+            checkpoints: db.open_tree("checkpoints")?,
+            witness: db.open_tree("witness")?,
+            split_views: db.open_tree("split_views")?,
+            log_file: std::fs::File::open(dir.join("db")).ok(),
+            db,
+        })
+    }
+
+    /// The ingest log's size: one past its last index.
+    fn log_size(&self) -> Result<u64, StoreError> {
+        match self.tree.scan_prefix(b"L").next_back() {
+            None => Ok(0),
+            Some(r) => {
+                let (k, _) = r?;
+                Ok(u64::from_be_bytes(arr::<8>(&k, &k[1..])?) + 1)
+            }
+        }
+    }
+}
+
+/// What [`SledStore::scan`] yields: sled's pairs, or the one error that kept it from starting.
+type Scan = std::iter::Chain<
+    std::option::IntoIter<Result<(sled::IVec, sled::IVec), StoreError>>,
+    std::iter::Map<
+        std::iter::Flatten<std::option::IntoIter<sled::Iter>>,
+        fn(sled::Result<(sled::IVec, sled::IVec)>) -> Result<(sled::IVec, sled::IVec), StoreError>,
+    >,
+>;
 
 impl Drop for SledStore {
     fn drop(&mut self) {
@@ -579,15 +650,12 @@ impl SledStore {
     /// # Errors
     /// [`StoreError`] if sled cannot open it or the format version differs.
     pub fn open(dir: &Path) -> Result<Self, StoreError> {
-        let db = open_db(dir)?;
-        let tree = db.open_tree("ledger")?;
-        let checkpoints = db.open_tree("checkpoints")?;
-        let witness = db.open_tree("witness")?;
-        let split_views = db.open_tree("split_views")?;
+        let engine = Engine::open(dir)?;
+        let tree = &engine.tree;
         match tree.get(b"Mformat")? {
             None => {
                 tree.insert(b"Mformat", &FORMAT_VERSION.to_be_bytes())?;
-                db.flush()?;
+                engine.db.flush()?;
             }
             Some(v) => {
                 let found = u64::from_be_bytes(arr::<8>(b"Mformat", &v)?);
@@ -596,19 +664,12 @@ impl SledStore {
                 }
             }
         }
-        let log_size = match tree.scan_prefix(b"L").next_back() {
-            None => 0,
-            Some(r) => {
-                let (k, _) = r?;
-                u64::from_be_bytes(arr::<8>(&k, &k[1..])?) + 1
-            }
-        };
+        let log_size = engine.log_size()?;
         // Persist the directory entries sled created, once.
         if let Ok(d) = std::fs::File::open(dir) {
             let _ = d.sync_all();
         }
-        let log_file = std::fs::File::open(dir.join("db")).ok();
-        let (journal, lost) = Self::open_journal(dir, &tree, log_size)?;
+        let (journal, lost) = Self::open_journal(dir, tree, log_size)?;
         if !lost.is_empty() {
             tracing::error!(
                 lost = lost.len(),
@@ -622,15 +683,152 @@ impl SledStore {
             journal_queue: Mutex::new(Vec::new()),
             lost,
             lost_from: log_size,
-            db,
-            checkpoints,
-            witness,
-            split_views,
-            log_file,
-            tree,
+            dir: dir.to_path_buf(),
+            engine: RwLock::new(Some(Arc::new(engine))),
+            failed: AtomicBool::new(false),
+            reopen_gate: Mutex::new(None),
+            generation: AtomicU64::new(0),
             log_size: AtomicU64::new(log_size),
             durable_size: AtomicU64::new(log_size),
         })
+    }
+
+    /// sled's current handles.
+    fn engine(&self) -> Result<Arc<Engine>, StoreError> {
+        self.engine
+            .read()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .clone()
+            .ok_or(StoreError::Reopening)
+    }
+
+    /// Refuses writes once a flush or write has failed.
+    fn writable(&self) -> Result<(), StoreError> {
+        if self.failed.load(Ordering::SeqCst) {
+            return Err(StoreError::ReadOnly);
+        }
+        Ok(())
+    }
+
+    /// Records a failed write: the store is read-only from now on.
+    fn fail(&self, e: &sled::Error) {
+        if !self.failed.swap(true, Ordering::SeqCst) {
+            tracing::error!(error = %e, "a store write failed: the store is read-only until restart");
+        }
+    }
+
+    /// Makes the store read-only, as a failed flush does.
+    pub fn set_read_only(&self) {
+        self.failed.store(true, Ordering::SeqCst);
+    }
+
+    /// Whether a flush or write has failed (the store then takes no writes).
+    pub fn has_failed(&self) -> bool {
+        self.failed.load(Ordering::SeqCst)
+    }
+
+    /// Runs a read; if it fails on a store whose writes failed before (sled then fails reads that
+    /// must restructure a page with the kept error), reopens sled and runs it once more.
+    fn read<T>(&self, f: impl Fn(&Engine) -> Result<T, StoreError>) -> Result<T, StoreError> {
+        let generation = self.generation.load(Ordering::SeqCst);
+        let first = self.engine().and_then(|en| f(&en));
+        match first {
+            Err(StoreError::Engine(_) | StoreError::Reopening)
+                if self.has_failed() && self.reopen_after(generation) =>
+            {
+                self.engine().and_then(|en| f(&en))
+            }
+            other => other,
+        }
+    }
+
+    /// A sled iteration over the current handles; one error item if there are none.
+    fn scan(&self, f: impl FnOnce(&Engine) -> sled::Iter) -> Scan {
+        let (error, iter) = match self.engine() {
+            Ok(en) => (None, Some(f(&en))),
+            Err(e) => (Some(Err(e)), None),
+        };
+        let lift: fn(sled::Result<(sled::IVec, sled::IVec)>) -> _ = |r| r.map_err(StoreError::from);
+        error
+            .into_iter()
+            .chain(iter.into_iter().flatten().map(lift))
+    }
+
+    /// Closes sled and opens it again, so that reads work on a store whose writes failed: sled
+    /// 0.34 keeps the error of a failed background write and fails every later reservation with
+    /// it, including a read's page split or consolidation. The store stays read-only (sled's log
+    /// is recovered as after a crash: what was durable is there; the failed group may or may not
+    /// be). Waits for in-flight reads to let go of the old handles; iterators that hold them keep
+    /// sled's file lock, and the open then fails after [`LOCK_WAIT`] (tried again later).
+    ///
+    /// # Errors
+    /// [`StoreError`] if sled cannot be opened again; reads then fail with
+    /// [`StoreError::Reopening`] until a later reopen succeeds.
+    pub fn reopen(&self) -> Result<(), StoreError> {
+        let mut slot = self
+            .engine
+            .write()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        if let Some(old) = slot.take() {
+            // Readers clone the Arc under the lock and drop it when their read is done.
+            let deadline = Instant::now() + Duration::from_secs(2);
+            let mut old = old;
+            loop {
+                match Arc::try_unwrap(old) {
+                    Ok(engine) => {
+                        drop(engine);
+                        break;
+                    }
+                    Err(still) if Instant::now() < deadline => {
+                        old = still;
+                        std::thread::sleep(Duration::from_millis(5));
+                    }
+                    Err(still) => {
+                        *slot = Some(still);
+                        return Err(StoreError::Reopening);
+                    }
+                }
+            }
+        }
+        let engine = Engine::open(&self.dir)?;
+        let size = engine.log_size()?;
+        let committed = self.log_size();
+        if size < committed {
+            tracing::warn!(
+                committed,
+                durable = size,
+                "entries committed but never flushed are gone after the reopen"
+            );
+            self.log_size.store(size, Ordering::SeqCst);
+        }
+        if size < self.durable_size.load(Ordering::SeqCst) {
+            tracing::error!(size, "the reopened store holds less than was flushed");
+            self.durable_size.store(size, Ordering::SeqCst);
+        }
+        *slot = Some(Arc::new(engine));
+        self.generation.fetch_add(1, Ordering::SeqCst);
+        tracing::warn!("storage engine reopened after a failed write; the store stays read-only");
+        Ok(())
+    }
+
+    /// Reopens after a failed read, unless another thread already did since `generation` (at most
+    /// one attempt a second). True if the read is worth trying again.
+    fn reopen_after(&self, generation: u64) -> bool {
+        let mut last = lock(&self.reopen_gate);
+        if self.generation.load(Ordering::SeqCst) != generation {
+            return true;
+        }
+        if last.is_some_and(|t| t.elapsed() < Duration::from_secs(1)) {
+            return false;
+        }
+        *last = Some(Instant::now());
+        match self.reopen() {
+            Ok(()) => true,
+            Err(e) => {
+                tracing::error!(error = %e, "reopening the storage engine failed");
+                false
+            }
+        }
     }
 
     /// Opens the journal and compares it with the ingest log: a damaged journal record is
@@ -774,7 +972,7 @@ impl SledStore {
         while idx & 1 == 1 {
             let left = match pending.get(&(level, idx - 1)) {
                 Some(h) => *h,
-                None => stored_node(&self.tree, level, idx - 1)?,
+                None => stored_node(&self.engine()?.tree, level, idx - 1)?,
             };
             node = proto::merkle::node_hash(&left, &node);
             level += 1;
@@ -814,17 +1012,19 @@ impl SledStore {
     /// # Errors
     /// [`StoreError::Corrupt`] for an entry that does not verify or link.
     pub fn rebuild_derived(&self) -> Result<u64, StoreError> {
+        self.writable()?;
+        let en = self.engine()?;
         let mut records: HashMap<PublicKey, SubjectRecord> = HashMap::new();
         let mut batch = sled::Batch::default();
-        for r in self.tree.scan_prefix(b"H") {
+        for r in en.tree.scan_prefix(b"H") {
             batch.remove(r?.0);
         }
         // Merkle nodes are rebuilt in a second pass below, after the old ones are gone.
-        for r in self.tree.scan_prefix(b"T") {
+        for r in en.tree.scan_prefix(b"T") {
             batch.remove(r?.0);
         }
         let mut n = 0;
-        for r in self.tree.scan_prefix(b"L") {
+        for r in en.tree.scan_prefix(b"L") {
             let (k, v) = r?;
             let index = u64::from_be_bytes(arr::<8>(&k, &k[1..])?);
             let hash = Hash::from_bytes(arr::<32>(&k, &v)?);
@@ -860,22 +1060,22 @@ impl SledStore {
             n += 1;
         }
         for (subject, mut rec) in records {
-            rec.forked = self.tree.contains_key(key_s(b'F', &subject))?;
+            rec.forked = en.tree.contains_key(key_s(b'F', &subject))?;
             let json = encode_record(&rec)?;
             batch.insert(&key_s(b'S', &subject)[..], json);
         }
-        self.tree.apply_batch(batch)?;
+        en.tree.apply_batch(batch)?;
         // Merkle nodes, leaf by leaf in log order (each parent reads the left sibling just
         // written).
-        for r in self.tree.scan_prefix(b"L") {
+        for r in en.tree.scan_prefix(b"L") {
             let (k, v) = r?;
             let index = u64::from_be_bytes(arr::<8>(&k, &k[1..])?);
             let hash = Hash::from_bytes(arr::<32>(&k, &v)?);
             let mut b = sled::Batch::default();
             self.add_tree_nodes(index, &hash, &mut b, &mut HashMap::new())?;
-            self.tree.apply_batch(b)?;
+            en.tree.apply_batch(b)?;
         }
-        self.db.flush()?;
+        en.db.flush()?;
         Ok(n)
     }
 
@@ -887,7 +1087,7 @@ impl SledStore {
                 }
             }
         }
-        for r in self.tree.scan_prefix(b"E") {
+        for r in self.scan(|en| en.tree.scan_prefix(b"E")) {
             let (k, v) = r?;
             let e = Self::decode_entry(&k, &v)?;
             if e.hash() == *hash {
@@ -904,7 +1104,7 @@ impl SledStore {
     pub fn subject_records(
         &self,
     ) -> impl Iterator<Item = Result<(PublicKey, SubjectRecord), StoreError>> + '_ {
-        self.tree.scan_prefix(b"S").map(|r| {
+        self.scan(|en| en.tree.scan_prefix(b"S")).map(|r| {
             let (k, v) = r?;
             let subject = PublicKey::from_bytes(arr::<32>(&k, &k[1..])?);
             let rec = postcard::from_bytes(&v).map_err(|e| corrupt(&k, e))?;
@@ -942,10 +1142,10 @@ impl SledStore {
             }
             _ => lo,
         };
-        let range = match upper {
-            Some(u) => self.tree.range(start..u),
-            None => self.tree.range(start..),
-        };
+        let range = self.scan(move |en| match upper {
+            Some(u) => en.tree.range(start..u),
+            None => en.tree.range(start..),
+        });
         range.map(|r| {
             let (k, v) = r?;
             let subject = PublicKey::from_bytes(arr::<32>(&k, &k[1..])?);
@@ -962,7 +1162,7 @@ impl SledStore {
     pub fn verify_all(&self) -> Result<u64, StoreError> {
         let mut by_subject: BTreeMap<PublicKey, Vec<Entry>> = Default::default();
         let mut n = 0u64;
-        for r in self.tree.scan_prefix(b"E") {
+        for r in self.scan(|en| en.tree.scan_prefix(b"E")) {
             let (k, v) = r?;
             let e = Self::decode_entry(&k, &v)?;
             if k[..] != key_e(&e.subject(), e.seq())[..] {
@@ -972,7 +1172,7 @@ impl SledStore {
             n += 1;
         }
         let mut logged = 0u64;
-        for r in self.tree.scan_prefix(b"L") {
+        for r in self.scan(|en| en.tree.scan_prefix(b"L")) {
             let (k, v) = r?;
             let hash = Hash::from_bytes(arr::<32>(&k, &v)?);
             let loc = self
@@ -1022,11 +1222,16 @@ impl Store for SledStore {
 
     fn flush(&self) -> Result<(), StoreError> {
         // What is visible now becomes durable when this returns Ok.
+        self.writable()?;
+        let en = self.engine()?;
         let size = self.log_size();
-        self.db.flush()?;
-        if let Some(f) = &self.log_file {
-            f.sync_data()
-                .map_err(|e| StoreError::Engine(sled::Error::Io(e)))?;
+        let synced = en.db.flush().map(drop).and_then(|()| match &en.log_file {
+            Some(f) => f.sync_data().map_err(sled::Error::Io),
+            None => Ok(()),
+        });
+        if let Err(e) = synced {
+            self.fail(&e);
+            return Err(e.into());
         }
         self.durable_size.fetch_max(size, Ordering::SeqCst);
         self.journal_catch_up(size)
@@ -1034,7 +1239,7 @@ impl Store for SledStore {
 
     fn entry(&self, subject: &PublicKey, seq: u64) -> Result<Option<Entry>, StoreError> {
         let k = key_e(subject, seq);
-        match self.tree.get(k)? {
+        match self.read(|en| Ok(en.tree.get(k)?))? {
             None => Ok(None),
             Some(v) => {
                 let e = Self::decode_entry(&k, &v)?;
@@ -1048,15 +1253,14 @@ impl Store for SledStore {
 
     fn locate(&self, hash: &Hash) -> Result<Option<Location>, StoreError> {
         let k = key_h(hash);
-        self.tree
-            .get(k)?
+        self.read(|en| Ok(en.tree.get(k)?))?
             .map(|v| decode_location(&k, &v))
             .transpose()
     }
 
     fn subject(&self, subject: &PublicKey) -> Result<Option<SubjectRecord>, StoreError> {
         let k = key_s(b'S', subject);
-        match self.tree.get(k)? {
+        match self.read(|en| Ok(en.tree.get(k)?))? {
             None => Ok(None),
             Some(v) => postcard::from_bytes(&v)
                 .map(Some)
@@ -1066,7 +1270,7 @@ impl Store for SledStore {
 
     fn fork(&self, subject: &PublicKey) -> Result<Option<ForkProof>, StoreError> {
         let k = key_s(b'F', subject);
-        match self.tree.get(k)? {
+        match self.read(|en| Ok(en.tree.get(k)?))? {
             None => Ok(None),
             Some(v) => ForkProof::from_bytes(&v)
                 .map(Some)
@@ -1082,12 +1286,14 @@ impl Store for SledStore {
     ) -> Result<Vec<Entry>, StoreError> {
         let start = key_e(subject, from_seq.max(1));
         let end = key_e(subject, u64::MAX);
-        let mut out = Vec::new();
-        for r in self.tree.range(start..=end).take(limit) {
-            let (k, v) = r?;
-            out.push(Self::decode_entry(&k, &v)?);
-        }
-        Ok(out)
+        self.read(|en| {
+            let mut out = Vec::new();
+            for r in en.tree.range(start..=end).take(limit) {
+                let (k, v) = r?;
+                out.push(Self::decode_entry(&k, &v)?);
+            }
+            Ok(out)
+        })
     }
 
     fn log_size(&self) -> u64 {
@@ -1095,46 +1301,59 @@ impl Store for SledStore {
     }
 
     fn log_range(&self, start: u64, limit: usize) -> Result<Vec<(u64, Hash)>, StoreError> {
-        let mut out = Vec::new();
-        for r in self.tree.range(key_l(start)..=key_l(u64::MAX)).take(limit) {
-            let (k, v) = r?;
-            let index = u64::from_be_bytes(arr::<8>(&k, &k[1..])?);
-            out.push((index, Hash::from_bytes(arr::<32>(&k, &v)?)));
-        }
-        Ok(out)
+        self.read(|en| {
+            let mut out = Vec::new();
+            for r in en.tree.range(key_l(start)..=key_l(u64::MAX)).take(limit) {
+                let (k, v) = r?;
+                let index = u64::from_be_bytes(arr::<8>(&k, &k[1..])?);
+                out.push((index, Hash::from_bytes(arr::<32>(&k, &v)?)));
+            }
+            Ok(out)
+        })
     }
 
     fn subject_count(&self) -> u64 {
-        self.tree.scan_prefix(b"S").keys().count() as u64
+        self.scan(|en| en.tree.scan_prefix(b"S")).count() as u64
     }
 
     fn fork_count(&self) -> u64 {
-        self.tree.scan_prefix(b"F").keys().count() as u64
+        self.scan(|en| en.tree.scan_prefix(b"F")).count() as u64
     }
 
     fn size_on_disk(&self) -> u64 {
-        self.db.size_on_disk().unwrap_or(0)
+        self.engine()
+            .ok()
+            .and_then(|en| en.db.size_on_disk().ok())
+            .unwrap_or(0)
     }
 
     fn tree_root(&self, size: u64) -> Result<Hash, ProofError> {
         self.within_log(size)?;
-        let view = self.view();
-        let root = proto::merkle::root(&view, size);
-        Ok(view.finish(root)?)
+        Ok(self.read(|en| {
+            let view = en.view();
+            let root = proto::merkle::root(&view, size);
+            view.finish(root)
+        })?)
     }
 
     fn inclusion_proof(&self, index: u64, size: u64) -> Result<Vec<Hash>, ProofError> {
         self.within_log(size)?;
-        let view = self.view();
-        let proof = proto::merkle::inclusion_proof(&view, index, size)?;
-        Ok(view.finish(proof)?)
+        let proof = self.read(|en| {
+            let view = en.view();
+            let proof = proto::merkle::inclusion_proof(&view, index, size);
+            view.finish(proof)
+        })?;
+        Ok(proof?)
     }
 
     fn consistency_proof(&self, first: u64, second: u64) -> Result<Vec<Hash>, ProofError> {
         self.within_log(second)?;
-        let view = self.view();
-        let proof = proto::merkle::consistency_proof(&view, first, second)?;
-        Ok(view.finish(proof)?)
+        let proof = self.read(|en| {
+            let view = en.view();
+            let proof = proto::merkle::consistency_proof(&view, first, second);
+            view.finish(proof)
+        })?;
+        Ok(proof?)
     }
 }
 
@@ -1164,7 +1383,8 @@ impl SledStore {
     /// # Errors
     /// [`StoreError`].
     pub fn put_checkpoint(&self, size: u64, note: &str) -> Result<(), StoreError> {
-        let _ = self.checkpoints.compare_and_swap(
+        self.writable()?;
+        let _ = self.engine()?.checkpoints.compare_and_swap(
             size.to_be_bytes(),
             None as Option<&[u8]>,
             Some(note.as_bytes()),
@@ -1177,7 +1397,9 @@ impl SledStore {
     /// # Errors
     /// [`StoreError`].
     pub fn replace_checkpoint(&self, size: u64, note: &str) -> Result<(), StoreError> {
-        self.checkpoints
+        self.writable()?;
+        self.engine()?
+            .checkpoints
             .insert(size.to_be_bytes(), note.as_bytes())?;
         Ok(())
     }
@@ -1187,7 +1409,7 @@ impl SledStore {
     /// # Errors
     /// [`StoreError`].
     pub fn checkpoint(&self, size: u64) -> Result<Option<String>, StoreError> {
-        match self.checkpoints.get(size.to_be_bytes())? {
+        match self.read(|en| Ok(en.checkpoints.get(size.to_be_bytes())?))? {
             None => Ok(None),
             Some(v) => String::from_utf8(v.to_vec())
                 .map(Some)
@@ -1200,7 +1422,7 @@ impl SledStore {
     /// # Errors
     /// [`StoreError`].
     pub fn witness_held(&self, origin: &str) -> Result<Option<String>, StoreError> {
-        match self.witness.get(origin.as_bytes())? {
+        match self.read(|en| Ok(en.witness.get(origin.as_bytes())?))? {
             None => Ok(None),
             Some(v) => String::from_utf8(v.to_vec())
                 .map(Some)
@@ -1210,7 +1432,7 @@ impl SledStore {
 
     /// Every origin the witness holds a checkpoint for, with that note.
     pub fn witness_all(&self) -> impl Iterator<Item = Result<(String, String), StoreError>> + '_ {
-        self.witness.iter().map(|r| {
+        self.scan(|en| en.witness.iter()).map(|r| {
             let (k, v) = r?;
             let origin = String::from_utf8(k.to_vec()).map_err(|e| corrupt(&k, e))?;
             let note = String::from_utf8(v.to_vec()).map_err(|e| corrupt(&k, e))?;
@@ -1229,7 +1451,9 @@ impl SledStore {
         old: Option<&str>,
         new: &str,
     ) -> Result<bool, StoreError> {
+        self.writable()?;
         let swapped = self
+            .engine()?
             .witness
             .compare_and_swap(
                 origin.as_bytes(),
@@ -1249,7 +1473,9 @@ impl SledStore {
     /// # Errors
     /// [`StoreError`].
     pub fn put_split_view(&self, id: &[u8; 32], json: &[u8]) -> Result<bool, StoreError> {
+        self.writable()?;
         let new = self
+            .engine()?
             .split_views
             .compare_and_swap(id, None as Option<&[u8]>, Some(json))?
             .is_ok();
@@ -1261,17 +1487,18 @@ impl SledStore {
 
     /// Every kept split-view proof (JSON), by id.
     pub fn split_views(&self) -> impl Iterator<Item = Result<Vec<u8>, StoreError>> + '_ {
-        self.split_views.iter().map(|r| Ok(r?.1.to_vec()))
+        self.scan(|en| en.split_views.iter())
+            .map(|r| Ok(r?.1.to_vec()))
     }
 
     /// How many split-view proofs are kept.
     pub fn split_view_count(&self) -> usize {
-        self.split_views.len()
+        self.engine().map_or(0, |en| en.split_views.len())
     }
 
     /// Every stored fork proof.
     pub fn fork_proofs(&self) -> impl Iterator<Item = Result<ForkProof, StoreError>> + '_ {
-        self.tree.scan_prefix(b"F").map(|r| {
+        self.scan(|en| en.tree.scan_prefix(b"F")).map(|r| {
             let (k, v) = r?;
             ForkProof::from_bytes(&v).map_err(|e| corrupt(&k, e))
         })
@@ -1279,7 +1506,7 @@ impl SledStore {
 
     /// Every kept checkpoint, by decreasing size.
     pub fn checkpoints_rev(&self) -> impl Iterator<Item = Result<(u64, String), StoreError>> + '_ {
-        self.checkpoints.iter().rev().map(|r| {
+        self.scan(|en| en.checkpoints.iter()).rev().map(|r| {
             let (k, v) = r?;
             let size = u64::from_be_bytes(arr::<8>(&k, &k)?);
             let note = String::from_utf8(v.to_vec()).map_err(|e| corrupt(&k, e))?;
@@ -1289,19 +1516,12 @@ impl SledStore {
 
     /// Every kept checkpoint, by increasing size.
     pub fn checkpoints(&self) -> impl Iterator<Item = Result<(u64, String), StoreError>> + '_ {
-        self.checkpoints.iter().map(|r| {
+        self.scan(|en| en.checkpoints.iter()).map(|r| {
             let (k, v) = r?;
             let size = u64::from_be_bytes(arr::<8>(&k, &k)?);
             let note = String::from_utf8(v.to_vec()).map_err(|e| corrupt(&k, e))?;
             Ok((size, note))
         })
-    }
-
-    fn view(&self) -> TreeView<'_> {
-        TreeView {
-            tree: &self.tree,
-            error: std::cell::RefCell::new(None),
-        }
     }
 
     fn within_log(&self, size: u64) -> Result<(), ProofError> {

@@ -404,3 +404,69 @@ fn the_journal_names_lost_entries_and_catches_up_when_it_lags() {
         .expect("a conflicting journal is refused");
     assert!(err.to_string().contains("journal"), "{err}");
 }
+
+/// A store whose writes failed takes no more writes, and reopening sled (what a read does when
+/// sled fails it with the kept write error) keeps every flushed entry readable. An iterator that
+/// holds the old handles keeps sled's lock: that reopen fails, reads then answer `Reopening`, and
+/// a read a second later, once the iterator is gone, reopens.
+#[test]
+fn a_failed_store_refuses_writes_and_reads_through_a_reopen() {
+    use node::store::StoreError;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let store = open(dir.path());
+    let mut chain = Vec::new();
+    for seq in 1..=20u64 {
+        let prev = chain.last().map_or(Hash::ZERO, Entry::hash);
+        let e = entry(1, seq, prev, 0);
+        chain.push(e.clone());
+        store
+            .append(&Append {
+                hash: e.hash(),
+                entry: e,
+                record: record_of(&chain, false),
+            })
+            .expect("append");
+    }
+    store.flush().expect("flush");
+    let subject = chain[0].subject();
+    store.set_read_only();
+    let next = entry(1, 21, chain[19].hash(), 2);
+    let refused = store.append(&Append {
+        hash: next.hash(),
+        entry: next.clone(),
+        record: record_of(&chain, false),
+    });
+    assert!(matches!(refused, Err(StoreError::ReadOnly)), "{refused:?}");
+    assert!(matches!(store.flush(), Err(StoreError::ReadOnly)));
+    assert!(matches!(
+        store.put_checkpoint(20, "note"),
+        Err(StoreError::ReadOnly)
+    ));
+
+    store.reopen().expect("reopen");
+    assert_eq!(store.log_size(), 20);
+    assert_eq!(store.chain(&subject, 1, 100).expect("chain"), chain);
+    assert_eq!(store.verify_all().expect("scrub"), 20);
+    assert!(matches!(store.flush(), Err(StoreError::ReadOnly)));
+
+    // An iterator over the old handles keeps sled's file lock through the reopen.
+    let held = store.subject_records();
+    let started = std::time::Instant::now();
+    assert!(store.reopen().is_err(), "reopen with the lock held");
+    assert!(started.elapsed() >= std::time::Duration::from_secs(2));
+    assert!(matches!(
+        store.subject(&subject),
+        Err(StoreError::Reopening)
+    ));
+    drop(held);
+    std::thread::sleep(std::time::Duration::from_millis(1100));
+    let rec = store
+        .subject(&subject)
+        .expect("read reopens")
+        .expect("record");
+    assert_eq!(rec.head.seq, 20);
+    assert_eq!(
+        store.entry(&subject, 20).expect("entry"),
+        Some(chain[19].clone())
+    );
+}

@@ -203,6 +203,26 @@ fn file_syscall_faults_never_ack_without_a_durable_write() {
                     "{label}: head seq {} after the fault, with {held} acknowledged",
                     c.head_seq
                 );
+                // And serves the subject's chain and the ingest log. (sled fails a read that
+                // must restructure a page with the failed write's error; the store then reopens
+                // sled and reads again.)
+                for path in [
+                    format!("/v1/subjects/{}/entries", chain.id()),
+                    "/v1/log/entries?start=0&limit=1000".to_string(),
+                ] {
+                    let r = node.get(&path);
+                    assert_eq!(
+                        r.status, 200,
+                        "{label}: GET {path} after the fault: {}",
+                        r.body
+                    );
+                    for e in &acked {
+                        assert!(
+                            r.body.contains(&e.hash().to_string()),
+                            "{label}: GET {path} after the fault lacks an acknowledged entry"
+                        );
+                    }
+                }
             } else if acknowledged {
                 let _ = tracer.detach();
             } else {
