@@ -1075,11 +1075,35 @@ def sync_witness(status, body):
     return b"\x87" + status.to_bytes(2, "big") + len(body).to_bytes(4, "big") + body
 
 
+def sync_log_entries(start, limit):
+    return b"\x09" + start.to_bytes(8, "big") + limit.to_bytes(2, "big")
+
+
+def sync_checkpoint(note):
+    return b"\x88" + len(note).to_bytes(4, "big") + note
+
+
 def sync_decode(b, request):
-    """Decodes an AddCheckpoint request or a Witness response (16.5, 16.6); Reject otherwise."""
+    """Decodes an AddCheckpoint, LogCheckpoint or LogEntries request, or a Witness or Checkpoint
+    response (16.5, 16.6); Reject otherwise. LogCheckpoint gives b"", LogEntries (start, limit)."""
     if not b:
         raise Reject("empty")
+    if request and b[0] == 0x08:
+        if len(b) != 1:
+            raise Reject("trailing bytes")
+        return b""
+    if request and b[0] == 0x09:
+        if len(b) < 11:
+            raise Reject("truncated")
+        if len(b) > 11:
+            raise Reject("trailing bytes")
+        limit = int.from_bytes(b[9:11], "big")
+        if not 1 <= limit <= 1024:
+            raise Reject("limit out of range")
+        return (int.from_bytes(b[1:9], "big"), limit)
     if request and b[0] == 0x07:
+        fixed, lo = 5, 1
+    elif not request and b[0] == 0x88:
         fixed, lo = 5, 1
     elif not request and b[0] == 0x87:
         if len(b) < 3:
@@ -1582,7 +1606,13 @@ def check_witness(doc):
             ("Witness status 99", sync_witness(99, b""), False),
             ("Witness status 600", sync_witness(600, b""), False),
             ("Witness body over MAX_ADD_BODY", sync_witness(200, b"x" * (MAX_ADD_BODY + 1)), False),
-            ("tag 08", b"\x08" + req[1:], True),
+            ("tag 0a", b"\x0a" + req[1:], True),
+            ("LogCheckpoint with a byte", b"\x08\x00", True),
+            ("LogEntries limit 0", sync_log_entries(3, 0), True),
+            ("LogEntries limit 1025", sync_log_entries(3, 1025), True),
+            ("LogEntries truncated", sync_log_entries(3, 5)[:-1], True),
+            ("empty Checkpoint", sync_checkpoint(b""), False),
+            ("Checkpoint as a request", sync_checkpoint(b"x"), True),
             ("Witness as a request", r409, True)]:
         try:
             sync_decode(b, is_request)
@@ -1591,6 +1621,17 @@ def check_witness(doc):
             check(f"witness/sync/{what}/rejected", True)
     check_eq("witness/sync/empty Witness body accepted", sync_decode(sync_witness(200, b""), False),
              b"")
+    # The log-audit messages (16.5, 16.6).
+    la = wv["log_audit"]
+    check_eq("log-audit/messages", la, {
+        "log_checkpoint_request": "08",
+        "log_entries_request_3_5": sync_log_entries(3, 5).hex(),
+        "checkpoint_response_size_8": sync_checkpoint(notes["size_8"].encode()).hex()})
+    check_eq("log-audit/decode", (
+        sync_decode(bytes.fromhex(la["log_checkpoint_request"]), True),
+        sync_decode(bytes.fromhex(la["log_entries_request_3_5"]), True),
+        sync_decode(bytes.fromhex(la["checkpoint_response_size_8"]), False)),
+        (b"", (3, 5), notes["size_8"].encode()))
 
     # Split-view proofs (17.8).
     a, b = sorted([notes["size_3"], notes["size_3_other"]], key=str.encode)

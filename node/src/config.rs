@@ -58,6 +58,11 @@ pub struct FileConfig {
     /// Freshness bound (seconds): when no sync round with a peer has completed for this long,
     /// checks that would allow answer deny with status `stale`. Needs replication. Absent: off.
     pub max_staleness_secs: Option<u64>,
+    /// Test-only adversary behaviour: `SUBJECT:SEQ` hides that subject's entries from that seq on
+    /// from this node's peers (see `p2p::sync::Withhold`). Never set it on a real node.
+    pub adversary_withhold: Option<String>,
+    /// With `adversary_withhold`: hide them from the served log too.
+    pub adversary_withhold_log: Option<bool>,
 }
 
 /// The resolved configuration.
@@ -144,6 +149,18 @@ impl FileConfig {
                             })
                         })
                         .collect::<anyhow::Result<Vec<proto::PublicKey>>>()?,
+                    audit_logs: self.max_staleness_secs.is_some(),
+                    withhold: self
+                        .adversary_withhold
+                        .as_deref()
+                        .map(|w| {
+                            crate::p2p::sync::Withhold::parse(
+                                w,
+                                self.adversary_withhold_log.unwrap_or(false),
+                            )
+                            .map_err(|e| anyhow::anyhow!("adversary_withhold: {e}"))
+                        })
+                        .transpose()?,
                 })
             } else {
                 None

@@ -73,7 +73,9 @@ struct RunArgs {
     #[arg(long = "controller")]
     controllers: Vec<String>,
     /// Freshness bound in seconds: once no sync round with any peer has completed for this
-    /// long, checks that would allow answer `deny` with status `stale` (off by default).
+    /// long, checks that would allow answer `deny` with status `stale` (off by default). With
+    /// it, the node audits each peer's log against the peer's signed checkpoint after a round
+    /// and counts only audited rounds (a peer caught hiding entries is banned).
     #[arg(long)]
     max_staleness_secs: Option<u64>,
     /// Log filter, e.g. `info` or `node=debug` (RUST_LOG wins when set).
@@ -82,12 +84,18 @@ struct RunArgs {
     /// Shift the node's clock by this many milliseconds (tests and drills only).
     #[arg(long, allow_hyphen_values = true)]
     clock_offset_ms: Option<i64>,
+    /// Tests only: hide SUBJECT's entries from SEQ on from this node's peers (an adversary).
+    #[arg(long, hide = true, value_name = "SUBJECT:SEQ")]
+    adversary_withhold: Option<String>,
+    /// Tests only: with --adversary-withhold, hide them from the served log too.
+    #[arg(long, hide = true)]
+    adversary_withhold_log: bool,
 }
 
 #[derive(Subcommand, Debug)]
 enum Command {
     /// Run the node (the default).
-    Run(RunArgs),
+    Run(Box<RunArgs>),
     /// Verify the whole store offline: every entry, chain, log position and derived record.
     /// Exits 0 when intact, 1 when damaged.
     Check {
@@ -123,8 +131,8 @@ fn init_logs(filter: &str) {
 
 fn main() {
     let cli = Cli::parse();
-    let code = match cli.command.unwrap_or(Command::Run(RunArgs::default())) {
-        Command::Run(args) => match run(args) {
+    let code = match cli.command.unwrap_or_else(|| Command::Run(Box::default())) {
+        Command::Run(args) => match run(*args) {
             Ok(()) => 0,
             Err(e) => {
                 eprintln!("consent-node: error: {e:#}");
@@ -192,6 +200,12 @@ fn run(args: RunArgs) -> anyhow::Result<()> {
     }
     if args.clock_offset_ms.is_some() {
         file.clock_offset_ms = args.clock_offset_ms;
+    }
+    if args.adversary_withhold.is_some() {
+        file.adversary_withhold = args.adversary_withhold;
+    }
+    if args.adversary_withhold_log {
+        file.adversary_withhold_log = Some(true);
     }
     let config = file.resolve()?;
     init_logs(&config.log);

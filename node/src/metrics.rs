@@ -44,6 +44,14 @@ pub struct Metrics {
     pub sync_rounds: Counter,
     /// Entries fetched by sync and stored.
     pub sync_entries: Counter,
+    /// Log positions of peers' logs audited against their signed checkpoints.
+    pub log_audited_entries: Counter,
+    /// Log audits that caught a peer: its log contradicted its own signed checkpoint or one this
+    /// node cosigned.
+    pub log_audit_failures: Counter,
+    /// Entries that came in only through a log audit although the round had found the peer in
+    /// step: its sync answers left them out.
+    pub withheld_entries: Counter,
     /// Connected peers.
     pub peers: Gauge,
     /// Peers banned for misbehaviour.
@@ -84,6 +92,24 @@ impl Metrics {
         let p2p_rejected = Family::<Reason, Counter>::default();
         let sync_rounds = Counter::default();
         let sync_entries = Counter::default();
+        let log_audited_entries = Counter::default();
+        let log_audit_failures = Counter::default();
+        let withheld_entries = Counter::default();
+        registry.register(
+            "log_audited_entries",
+            "Log positions of peers' logs audited against their signed checkpoints",
+            log_audited_entries.clone(),
+        );
+        registry.register(
+            "log_audit_failures",
+            "Log audits that caught a peer whose log contradicts its signed or cosigned checkpoint",
+            log_audit_failures.clone(),
+        );
+        registry.register(
+            "withheld_entries",
+            "Entries a peer's sync answers left out that came in through the audit of its log",
+            withheld_entries.clone(),
+        );
         let peers = Gauge::default();
         let peers_banned = Counter::default();
         let replication_lag_seconds = Histogram::new(exponential_buckets(0.001, 2.0, 20));
@@ -190,6 +216,9 @@ impl Metrics {
             p2p_rejected,
             sync_rounds,
             sync_entries,
+            log_audited_entries,
+            log_audit_failures,
+            withheld_entries,
             peers,
             peers_banned,
             replication_lag_seconds,

@@ -643,32 +643,17 @@ pub fn prefix_roots(leaves: &[Hash], sizes: &[u64]) -> HashMap<u64, Hash> {
     wanted.sort_unstable();
     wanted.dedup();
     let mut out = HashMap::new();
-    let mut frontier: Vec<(u32, Hash)> = Vec::new(); // (height, hash), heights strictly decreasing
+    let mut frontier = merkle::Frontier::new();
     let mut next = wanted.iter().peekable();
-    let root_of = |frontier: &[(u32, Hash)]| -> Hash {
-        let mut it = frontier.iter().rev();
-        match it.next() {
-            None => merkle::empty_root(),
-            Some((_, last)) => it.fold(*last, |acc, (_, h)| merkle::node_hash(h, &acc)),
-        }
-    };
     while next.peek() == Some(&&0) {
         out.insert(0, merkle::empty_root());
         next.next();
     }
-    for (i, leaf) in leaves.iter().enumerate() {
-        let mut node = (0u32, *leaf);
-        while let Some(&(h, left)) = frontier.last() {
-            if h != node.0 {
-                break;
-            }
-            frontier.pop();
-            node = (h + 1, merkle::node_hash(&left, &node.1));
-        }
-        frontier.push(node);
-        let size = i as u64 + 1;
+    for leaf in leaves {
+        frontier.push(*leaf);
+        let size = frontier.size();
         while next.peek() == Some(&&size) {
-            out.insert(size, root_of(&frontier));
+            out.insert(size, frontier.root());
             next.next();
         }
     }

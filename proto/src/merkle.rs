@@ -60,6 +60,51 @@ pub fn empty_root() -> Hash {
     Hash::from_bytes(Sha256::digest(b"").into())
 }
 
+/// A tree built leaf by leaf, holding only the roots of its perfect subtrees (at most 64
+/// hashes): the state of an auditor that checks a log's signed roots as it reads the log.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Frontier {
+    size: u64,
+    /// (height, hash), heights strictly decreasing from the left.
+    nodes: Vec<(u32, Hash)>,
+}
+
+impl Frontier {
+    /// The empty tree.
+    pub fn new() -> Frontier {
+        Frontier::default()
+    }
+
+    /// The number of leaves so far.
+    pub fn size(&self) -> u64 {
+        self.size
+    }
+
+    /// Appends a leaf hash (see [`leaf_hash`]).
+    pub fn push(&mut self, leaf: Hash) {
+        let mut node = (0u32, leaf);
+        while let Some(&(h, left)) = self.nodes.last() {
+            if h != node.0 {
+                break;
+            }
+            self.nodes.pop();
+            node = (h + 1, node_hash(&left, &node.1));
+        }
+        self.nodes.push(node);
+        self.size += 1;
+    }
+
+    /// The root of the tree so far: the perfect subtrees folded from the right (RFC 6962's split
+    /// rule gives exactly this).
+    pub fn root(&self) -> Hash {
+        let mut it = self.nodes.iter().rev();
+        match it.next() {
+            None => empty_root(),
+            Some((_, last)) => it.fold(*last, |acc, (_, h)| node_hash(h, &acc)),
+        }
+    }
+}
+
 /// Source of subtree hashes for proof generation.
 pub trait Subtrees {
     /// The leaf hash at `index`.

@@ -173,6 +173,15 @@ pub enum Request {
         /// The request body (1..=[`crate::witness::MAX_ADD_BODY`] bytes).
         body: Vec<u8>,
     },
+    /// The node's latest signed checkpoint of its own ingest log (for a log audit).
+    LogCheckpoint,
+    /// Entries of the node's ingest log from position `start` on, in log order; at most `limit`.
+    LogEntries {
+        /// The first log position.
+        start: u64,
+        /// At most this many entries (1..=MAX_ENTRIES).
+        limit: u16,
+    },
 }
 
 /// A sync response.
@@ -199,6 +208,9 @@ pub enum Response {
         /// The body (at most [`crate::witness::MAX_ADD_BODY`] bytes).
         body: Vec<u8>,
     },
+    /// The answer to `LogCheckpoint`: a signed checkpoint note (C2SP signed-note text, 1..=
+    /// [`crate::witness::MAX_ADD_BODY`] bytes).
+    Checkpoint(Vec<u8>),
     /// The request was refused.
     Error {
         /// 1: malformed request; 2: busy; 3: internal error.
@@ -381,6 +393,12 @@ impl Request {
                 out.extend_from_slice(&(body.len() as u32).to_be_bytes());
                 out.extend_from_slice(body);
             }
+            Request::LogCheckpoint => out.push(0x08),
+            Request::LogEntries { start, limit } => {
+                out.push(0x09);
+                out.extend_from_slice(&start.to_be_bytes());
+                out.extend_from_slice(&limit.to_be_bytes());
+            }
         }
         out
     }
@@ -444,6 +462,13 @@ impl Request {
             0x07 => Request::AddCheckpoint {
                 body: r.witness_body("add-checkpoint body", 1)?,
             },
+            0x08 => Request::LogCheckpoint,
+            0x09 => {
+                let start = r.u64("start")?;
+                let limit = r.u16("limit")?;
+                count(limit, MAX_ENTRIES, "limit")?;
+                Request::LogEntries { start, limit }
+            }
             t => return Err(WireError::UnknownTag(t)),
         };
         r.end()?;
@@ -499,6 +524,11 @@ impl Response {
                 out.extend_from_slice(&status.to_be_bytes());
                 out.extend_from_slice(&(body.len() as u32).to_be_bytes());
                 out.extend_from_slice(body);
+            }
+            Response::Checkpoint(note) => {
+                out.push(0x88);
+                out.extend_from_slice(&(note.len() as u32).to_be_bytes());
+                out.extend_from_slice(note);
             }
             Response::Error { code, message } => {
                 out.push(0xff);
@@ -594,6 +624,7 @@ impl Response {
                     body: r.witness_body("witness body", 0)?,
                 }
             }
+            0x88 => Response::Checkpoint(r.witness_body("checkpoint", 1)?),
             0xff => {
                 let code = r.u8("error code")?;
                 let len = usize::from(r.u16("message length")?);
@@ -704,6 +735,11 @@ mod tests {
                 after: None,
                 limit: 1,
             },
+            Request::LogCheckpoint,
+            Request::LogEntries {
+                start: 1 << 40,
+                limit: MAX_ENTRIES,
+            },
         ];
         for r in reqs {
             assert_eq!(Request::from_bytes(&r.to_bytes()), Ok(r));
@@ -726,6 +762,7 @@ mod tests {
             Response::Entries(vec![vec![1, 2, 3]]),
             Response::Fork(Some(b"{}".to_vec())),
             Response::Fork(None),
+            Response::Checkpoint(b"origin\n".to_vec()),
             Response::Error {
                 code: 2,
                 message: "busy".into(),
@@ -741,7 +778,23 @@ mod tests {
         let mut b = Request::Digest { prefix: vec![1] }.to_bytes();
         b.push(0);
         assert_eq!(Request::from_bytes(&b), Err(WireError::Trailing(1)));
-        assert_eq!(Request::from_bytes(&[0x09]), Err(WireError::UnknownTag(9)));
+        assert_eq!(Request::from_bytes(&[0x0a]), Err(WireError::UnknownTag(10)));
+        assert_eq!(
+            Request::from_bytes(&[0x09, 0, 0, 0, 0, 0, 0, 0, 0]),
+            Err(WireError::Truncated("limit"))
+        );
+        for limit in [0, MAX_ENTRIES + 1] {
+            let r = Request::LogEntries { start: 0, limit };
+            assert_eq!(
+                Request::from_bytes(&r.to_bytes()),
+                Err(WireError::OutOfRange("limit"))
+            );
+        }
+        assert_eq!(Request::from_bytes(&[0x08, 0]), Err(WireError::Trailing(1)));
+        assert_eq!(
+            Response::from_bytes(&Response::Checkpoint(vec![]).to_bytes()),
+            Err(WireError::OutOfRange("checkpoint"))
+        );
         assert_eq!(
             Request::from_bytes(&[0x01, 2, 0, 0]),
             Err(WireError::OutOfRange("prefix length"))

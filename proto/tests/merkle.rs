@@ -113,6 +113,17 @@ fn reference_tree_roots_and_generated_happy_paths() {
         let want: Hash = r["root"].as_str().expect("root").parse().expect("hex root");
         assert_eq!(merkle::root(&leaves[..], size), want, "size {size}");
     }
+    // An incremental frontier reaches the same roots, leaf by leaf.
+    let mut frontier = merkle::Frontier::new();
+    assert_eq!(frontier.root(), merkle::empty_root());
+    for r in roots.iter().filter(|r| r["treeSize"].as_u64() != Some(0)) {
+        let size = r["treeSize"].as_u64().expect("size");
+        while frontier.size() < size {
+            frontier.push(leaves[frontier.size() as usize]);
+        }
+        let want: Hash = r["root"].as_str().expect("root").parse().expect("hex root");
+        assert_eq!(frontier.root(), want, "frontier at size {size}");
+    }
     // The generated proofs equal the vectors' happy paths.
     for (name, v) in files("inclusion") {
         if !name.ends_with("happy-path.json") {
@@ -165,6 +176,12 @@ proptest! {
         let leaves: Vec<Hash> = (0..n).map(|i| merkle::leaf_hash(&i.to_be_bytes())).collect();
         let root = merkle::root(&leaves[..], n);
         prop_assert_eq!(root, naive_root(&leaves));
+        let mut frontier = merkle::Frontier::new();
+        for l in &leaves {
+            frontier.push(*l);
+        }
+        prop_assert_eq!(frontier.size(), n);
+        prop_assert_eq!(frontier.root(), root);
         let idx = a % n;
         let p = merkle::inclusion_proof(&leaves[..], idx, n).expect("proof");
         prop_assert!(merkle::verify_inclusion(&leaves[idx as usize], idx, n, &p, &root).is_ok());

@@ -257,6 +257,15 @@ fn build() -> Value {
             "sync_response_409": hex::encode(&sync_409),
         },
         "witness_checks": checks,
+        "log_audit": {
+            "log_checkpoint_request": hex::encode(Request::LogCheckpoint.to_bytes()),
+            "log_entries_request_3_5": hex::encode(
+                Request::LogEntries { start: 3, limit: 5 }.to_bytes()
+            ),
+            "checkpoint_response_size_8": hex::encode(
+                Response::Checkpoint(note8.clone().into_bytes()).to_bytes()
+            ),
+        },
         "split_view": {
             "json": serde_json::to_string(&split).expect("json"),
             "id": split.id().to_string(),

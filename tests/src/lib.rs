@@ -671,6 +671,13 @@ impl TestNode {
         .parse()
     }
 
+    /// The value of the sample `series` of `GET /metrics` (name with labels, exactly as
+    /// exposed), 0 if absent.
+    #[track_caller]
+    pub fn metric(&self, series: &str) -> f64 {
+        metric(&self.get("/metrics").expect_status(200).body, series)
+    }
+
     /// `GET /v1/node/info`; asserts 200.
     #[track_caller]
     pub fn info(&self) -> NodeInfo {
@@ -1310,6 +1317,16 @@ pub fn sign_as(content: Content, key: &SecretKey) -> Entry {
 pub fn write_file(path: &Path, text: &str) {
     let mut f = File::create(path).expect("creating a file");
     f.write_all(text.as_bytes()).expect("writing a file");
+}
+
+/// The value of the sample `series` (name with labels, exactly as exposed) in a Prometheus text
+/// exposition, 0 if absent.
+pub fn metric(text: &str, series: &str) -> f64 {
+    text.lines()
+        .filter_map(|l| l.strip_prefix(series))
+        .find_map(|rest| rest.strip_prefix(' '))
+        .and_then(|v| v.trim().parse().ok())
+        .unwrap_or(0.0)
 }
 
 #[cfg(test)]

@@ -15,7 +15,7 @@ use std::time::{Duration, Instant};
 use proto::entry::Entry;
 use proto::keys::PublicKey;
 use serde_json::Value;
-use tests::{key, wait_for, NodeOptions, TestNode};
+use tests::{key, metric, wait_for, NodeOptions, TestNode};
 
 const PURPOSE: &str = "dpv:Marketing";
 /// How long the hostile peer misbehaves.
@@ -118,15 +118,6 @@ fn rss_kib(pid: u32) -> u64 {
         .and_then(|v| v.split_whitespace().next())
         .and_then(|v| v.parse().ok())
         .unwrap_or_else(|| panic!("no VmRSS in /proc/{pid}/status"))
-}
-
-/// The value of the sample `series` (name with labels, exactly as exposed), 0 if absent.
-fn metric(text: &str, series: &str) -> f64 {
-    text.lines()
-        .filter_map(|l| l.strip_prefix(series))
-        .find_map(|rest| rest.strip_prefix(' '))
-        .and_then(|v| v.trim().parse().ok())
-        .unwrap_or(0.0)
 }
 
 fn strings(v: &Value) -> Vec<String> {

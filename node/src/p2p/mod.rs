@@ -62,6 +62,11 @@ pub struct P2pConfig {
     pub sync_interval: Duration,
     /// Replicate only the chains that name one of these controllers (empty: every chain).
     pub interest: Vec<proto::PublicKey>,
+    /// Audit each peer's log after a sync round, and count only audited rounds as fresh (on
+    /// with a freshness bound).
+    pub audit_logs: bool,
+    /// Test-only adversary behaviour (see [`sync::Withhold`]).
+    pub withhold: Option<sync::Withhold>,
 }
 
 /// Builds a swarm on TCP + Noise + Yamux and QUIC with the given identity.
@@ -141,6 +146,10 @@ enum Command {
         reason: Option<&'static str>,
     },
     Strike {
+        peer: PeerId,
+        reason: &'static str,
+    },
+    Ban {
         peer: PeerId,
         reason: &'static str,
     },
@@ -286,6 +295,12 @@ impl NetHandle {
         let _ = self.tx.try_send(Command::Strike { peer, reason });
     }
 
+    /// Bans a peer at once (proof of misbehaviour, such as a log that contradicts its own signed
+    /// checkpoint).
+    pub fn ban(&self, peer: PeerId, reason: &'static str) {
+        let _ = self.tx.try_send(Command::Ban { peer, reason });
+    }
+
     /// Hands an answer to the loop (waiting for room in the channel: an answer is never dropped
     /// while the loop runs).
     async fn respond(&self, channel: ResponseChannel<Response>, resp: Response) {
@@ -307,6 +322,8 @@ struct EventLoop {
     handle: NetHandle,
     ledger: Ledger,
     witness: Arc<crate::witness::Witness>,
+    /// What answers the peers' sync requests.
+    server: sync::Server,
     peers: HashMap<PeerId, PeerState>,
     requests: HashMap<OutboundRequestId, oneshot::Sender<Result<Response, String>>>,
     /// Strikes per peer, with when the count started; counts older than [`STRIKE_WINDOW`] restart.
@@ -366,7 +383,21 @@ pub fn start(
         listen: Arc::new(Mutex::new(Vec::new())),
     };
     let (sync_tx, sync_rx) = mpsc::channel(1024);
-    let syncer = sync::Syncer::new(handle.clone(), ledger.clone(), config.interest.clone());
+    let syncer = sync::Syncer::new(
+        handle.clone(),
+        ledger.clone(),
+        config.interest.clone(),
+        config.audit_logs,
+    );
+    if let Some(w) = &config.withhold {
+        tracing::warn!(subject = %w.subject, from_seq = w.from_seq, log = w.log, "ADVERSARY MODE (tests only): hiding entries from peers");
+    }
+    let server = sync::Server {
+        ledger: ledger.clone(),
+        witness: witness.clone(),
+        checkpoints: checkpoints.clone(),
+        withhold: config.withhold,
+    };
     tokio::spawn(syncer.run(sync_rx, config.sync_interval, shutdown.clone()));
     tokio::spawn(witnessing::run(
         handle.clone(),
@@ -382,6 +413,7 @@ pub fn start(
         handle: handle.clone(),
         ledger,
         witness,
+        server,
         peers: HashMap::new(),
         requests: HashMap::new(),
         strikes: HashMap::new(),
@@ -457,6 +489,11 @@ impl EventLoop {
 
     /// Adds an entry to one topic's outbox, announcing first when the batch would be too big.
     fn enqueue(&mut self, topic: String, data: Vec<u8>) {
+        if let Some(w) = &self.server.withhold {
+            if proto::Entry::from_bytes(&data).is_ok_and(|e| w.hides(&e)) {
+                return;
+            }
+        }
         let o = self.outbox.entry(topic.clone()).or_default();
         if o.bytes + data.len() + 2 > proto::sync::MAX_GOSSIP
             || o.entries.len() >= proto::sync::MAX_BATCH
@@ -583,6 +620,24 @@ impl EventLoop {
                 }
             }
             Command::Strike { peer, reason } => self.strike(peer, reason),
+            Command::Ban { peer, reason } => self.ban(peer, reason),
+        }
+    }
+
+    /// Bans a peer at once, for proof of misbehaviour (not a count of strikes).
+    fn ban(&mut self, peer: PeerId, reason: &'static str) {
+        self.ledger.metrics().p2p_rejected(reason);
+        self.ban_now(peer, reason, 0);
+    }
+
+    /// Bans and disconnects a peer unless it is banned already.
+    fn ban_now(&mut self, peer: PeerId, reason: &'static str, strikes: u32) {
+        if let std::collections::hash_map::Entry::Vacant(v) = self.banned.entry(peer) {
+            v.insert(Instant::now());
+            tracing::warn!(%peer, strikes, reason, "banning peer for misbehaviour");
+            self.ledger.metrics().peers_banned.inc();
+            self.swarm.behaviour_mut().gossipsub.blacklist_peer(&peer);
+            let _ = self.swarm.disconnect_peer_id(peer);
         }
     }
 
@@ -604,12 +659,8 @@ impl EventLoop {
             .gossipsub
             .peer_score(&peer)
             .is_some_and(|s| s < behaviour::GRAYLIST_THRESHOLD);
-        if (n >= BAN_STRIKES || graylisted) && !self.banned.contains_key(&peer) {
-            tracing::warn!(%peer, strikes = n, reason, "banning peer for sending invalid data");
-            self.banned.insert(peer, Instant::now());
-            self.ledger.metrics().peers_banned.inc();
-            self.swarm.behaviour_mut().gossipsub.blacklist_peer(&peer);
-            let _ = self.swarm.disconnect_peer_id(peer);
+        if n >= BAN_STRIKES || graylisted {
+            self.ban_now(peer, reason, n);
         }
     }
 
@@ -881,18 +932,16 @@ impl EventLoop {
                         );
                         return;
                     };
-                    let ledger = self.ledger.clone();
-                    let witness = self.witness.clone();
+                    let server = self.server.clone();
                     let handle = self.handle.clone();
                     tokio::spawn(async move {
-                        let resp = tokio::task::spawn_blocking(move || {
-                            sync::serve(&ledger, &witness, request)
-                        })
-                        .await
-                        .unwrap_or_else(|e| Response::Error {
-                            code: 3,
-                            message: e.to_string(),
-                        });
+                        let resp =
+                            tokio::task::spawn_blocking(move || sync::serve(&server, request))
+                                .await
+                                .unwrap_or_else(|e| Response::Error {
+                                    code: 3,
+                                    message: e.to_string(),
+                                });
                         drop(permit);
                         handle.respond(channel, resp).await;
                     });

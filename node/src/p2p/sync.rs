@@ -6,9 +6,15 @@
 //! which verifies each before storing. A head at the same seq with another hash, or a peer that
 //! holds a fork proof this node lacks, brings the peer's entry or proof over, so forks spread.
 //!
+//! A node with a freshness bound also audits each peer's log after a round (see [`Syncer`]'s
+//! `audit`): it reads the peer's signed checkpoint before the round, then the peer's log up to
+//! that size, and checks the root against the checkpoint and against the one this node cosigned
+//! as a witness. Only an audited round makes the view fresh.
+//!
 //! This module also validates gossip messages and serves the peers' sync requests.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use libp2p::gossipsub::MessageAcceptance;
@@ -17,6 +23,8 @@ use proto::api::SubmitStatus;
 use proto::chain::ForkProof;
 use proto::entry::Entry;
 use proto::keys::PublicKey;
+use proto::merkle::Frontier;
+use proto::note::{Checkpoint, Note};
 use proto::sync::{
     Head, Request, Response, Want, FANOUT, MAX_ENTRIES, MAX_HEADS, MAX_MESSAGE, MAX_WANTS,
     TOPIC_ENTRIES,
@@ -60,21 +68,122 @@ pub struct RoundStats {
     pub requests: u64,
 }
 
+/// Most peers whose log audits are remembered.
+pub const MAX_AUDITED_PEERS: usize = 1024;
+
+/// Test-only adversary behaviour (`consent-node run --adversary-withhold SUBJECT:SEQ`): the node
+/// hides the entries of one subject from `from_seq` on from its peers. Its sync answers (digest,
+/// heads, entries) and its gossip show the subject as if its chain ended before `from_seq`; with
+/// `log`, the log it serves to auditors leaves them out too. Its own store, checks and signed
+/// checkpoints stay honest. Used by the withholding test (docs/RELIABILITY.md, item 7).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Withhold {
+    /// The subject whose entries are hidden.
+    pub subject: PublicKey,
+    /// The first hidden seq (at least 1).
+    pub from_seq: u64,
+    /// Hide them from the served log as well.
+    pub log: bool,
+}
+
+impl Withhold {
+    /// Parses `SUBJECT:SEQ` (a hex key and a seq of at least 1).
+    ///
+    /// # Errors
+    /// A message naming what is wrong.
+    pub fn parse(s: &str, log: bool) -> Result<Withhold, String> {
+        let (subject, seq) = s
+            .split_once(':')
+            .ok_or_else(|| format!("{s:?} is not SUBJECT:SEQ"))?;
+        let subject = subject
+            .parse()
+            .map_err(|e| format!("{subject:?} is not a subject key: {e}"))?;
+        let from_seq = seq
+            .parse::<u64>()
+            .ok()
+            .filter(|n| *n >= 1)
+            .ok_or_else(|| format!("{seq:?} is not a seq of at least 1"))?;
+        Ok(Withhold {
+            subject,
+            from_seq,
+            log,
+        })
+    }
+
+    /// Whether the entry is one this adversary hides.
+    pub fn hides(&self, e: &Entry) -> bool {
+        e.subject() == self.subject && e.seq() >= self.from_seq
+    }
+
+    /// The subject's real head, and the head shown instead (None: the subject is not shown),
+    /// when the real chain reaches a hidden seq.
+    fn heads(&self, ledger: &Ledger) -> Option<(Head, Option<Head>)> {
+        let rec = ledger.store().subject(&self.subject).ok()??;
+        if rec.head.seq < self.from_seq {
+            return None;
+        }
+        let real = crate::ledger::head_of(&rec);
+        use crate::store::Store;
+        let shown = match self.from_seq - 1 {
+            0 => None,
+            seq => {
+                let e = ledger.store().entry(&self.subject, seq).ok()??;
+                Some(Head {
+                    subject: self.subject,
+                    seq,
+                    hash: e.hash(),
+                    forked: false,
+                })
+            }
+        };
+        Some((real, shown))
+    }
+}
+
+/// What serving sync requests needs.
+#[derive(Clone)]
+pub struct Server {
+    /// The ledger (the store, the head digests).
+    pub ledger: Ledger,
+    /// This node as a witness.
+    pub witness: Arc<crate::witness::Witness>,
+    /// This node's signed checkpoints.
+    pub checkpoints: Arc<crate::checkpoint::Checkpointer>,
+    /// Test-only adversary behaviour.
+    pub withhold: Option<Withhold>,
+}
+
 /// Runs sync rounds, one at a time.
 pub struct Syncer {
     net: NetHandle,
     ledger: Ledger,
     /// The controllers whose chains this node replicates (empty: every chain).
     interest: Vec<PublicKey>,
+    /// Audit each peer's log after a round, and count only audited rounds as fresh (set with a
+    /// freshness bound).
+    audit_logs: bool,
+    /// How far each peer's log has been audited: the Merkle frontier over its first positions.
+    audits: Mutex<HashMap<PeerId, Frontier>>,
+}
+
+/// Why a log audit did not complete.
+#[derive(Debug)]
+enum AuditError {
+    /// The peer's log contradicts its own signed checkpoint or one this node cosigned.
+    Caught(String),
+    /// The audit could not be done (the peer did not answer, or answered out of protocol).
+    Failed(String),
 }
 
 impl Syncer {
     /// A syncer over the event loop's handle.
-    pub fn new(net: NetHandle, ledger: Ledger, interest: Vec<PublicKey>) -> Self {
+    pub fn new(net: NetHandle, ledger: Ledger, interest: Vec<PublicKey>, audit_logs: bool) -> Self {
         Syncer {
             net,
             ledger,
             interest,
+            audit_logs,
+            audits: Mutex::new(HashMap::new()),
         }
     }
 
@@ -106,10 +215,27 @@ impl Syncer {
             match trigger {
                 Trigger::Peer(peer) => {
                     let started = std::time::Instant::now();
+                    // The peer's signed checkpoint from before the round: its log up to there
+                    // is what the round must have shown.
+                    let checkpoint = if self.audit_logs {
+                        Some(self.log_checkpoint(peer).await)
+                    } else {
+                        None
+                    };
                     match self.round(peer).await {
                         Ok(s) => {
                             self.ledger.metrics().sync_rounds.inc();
-                            self.ledger.mark_fresh();
+                            let fresh = match checkpoint {
+                                None => true,
+                                Some(Ok(cp)) => self.audited(peer, &cp, s.differing == 0).await,
+                                Some(Err(e)) => {
+                                    tracing::debug!(%peer, error = %e, "no checkpoint to audit the peer's log against; the round does not count as fresh");
+                                    false
+                                }
+                            };
+                            if fresh {
+                                self.ledger.mark_fresh();
+                            }
                             let level = if s.stored > 0 {
                                 tracing::Level::INFO
                             } else {
@@ -205,6 +331,196 @@ impl Syncer {
             Some(e) if total.requests == 0 => Err(e),
             _ => Ok(total),
         }
+    }
+
+    /// The peer's latest signed checkpoint of its own log, verified with the key in its origin,
+    /// which must be the peer's own key.
+    async fn log_checkpoint(&self, peer: PeerId) -> Result<Checkpoint, String> {
+        let mut stats = RoundStats::default();
+        let bytes = match self.ask(peer, Request::LogCheckpoint, &mut stats).await? {
+            Response::Checkpoint(b) => b,
+            _ => return Err(self.bad(peer, "unexpected answer to log checkpoint")),
+        };
+        let verified = (|| {
+            let text = std::str::from_utf8(&bytes).map_err(|e| e.to_string())?;
+            let note = Note::parse(text).map_err(|e| e.to_string())?;
+            let cp = Checkpoint::from_text(&note.text).map_err(|e| e.to_string())?;
+            let key =
+                super::witnessing::peer_key(&peer).ok_or("a peer id without an Ed25519 key")?;
+            if cp.origin != format!("{}{key}", proto::witness::NODE_ORIGIN_PREFIX) {
+                return Err(format!("a checkpoint of another log ({})", cp.origin));
+            }
+            let v = proto::witness::log_verifier(&cp.origin).ok_or("a bad origin")?;
+            note.verify(&v).map_err(|e| e.to_string())?;
+            Ok::<_, String>(cp)
+        })();
+        verified.map_err(|e| {
+            self.net.strike(peer, "bad_checkpoint");
+            format!("the peer's checkpoint: {e}")
+        })
+    }
+
+    /// Audits the peer's log up to `cp` and reports the outcome; true when the audit completed.
+    async fn audited(&self, peer: PeerId, cp: &Checkpoint, in_step: bool) -> bool {
+        match self.audit(peer, cp, in_step).await {
+            Ok(withheld) => {
+                if withheld > 0 {
+                    self.ledger.metrics().withheld_entries.inc_by(withheld);
+                    tracing::warn!(%peer, withheld, size = cp.size, "the peer's sync answers left out entries that its own signed log holds; they came in through the log audit");
+                    self.net.strike(peer, "withheld_entries");
+                }
+                true
+            }
+            Err(AuditError::Caught(reason)) => {
+                self.ledger.metrics().log_audit_failures.inc();
+                tracing::warn!(%peer, %reason, "log audit failed: the peer hides or rewrote entries of its signed log; banning it");
+                self.net.ban(peer, "log_audit_failed");
+                false
+            }
+            Err(AuditError::Failed(e)) => {
+                tracing::debug!(%peer, error = %e, "log audit not completed; the round does not count as fresh");
+                false
+            }
+        }
+    }
+
+    /// Reads the peer's log from where the last audit stopped up to `cp`'s size, extends the
+    /// Merkle frontier leaf by leaf, and checks the roots: at the size this node last cosigned
+    /// for the peer as a witness, and at `cp`'s size. Entries of this node's interest go through
+    /// ordinary ingest. Returns how many of them were new here although the round had found the
+    /// peer in step (`in_step`): entries its sync answers left out.
+    async fn audit(&self, peer: PeerId, cp: &Checkpoint, in_step: bool) -> Result<u64, AuditError> {
+        let failed = AuditError::Failed;
+        let mut frontier = self
+            .audits
+            .lock()
+            .map_err(|_| failed("audit state poisoned".into()))?
+            .get(&peer)
+            .cloned()
+            .unwrap_or_default();
+        if cp.size < frontier.size() {
+            return Err(AuditError::Caught(format!(
+                "its signed checkpoint went back from size {} to {}",
+                frontier.size(),
+                cp.size
+            )));
+        }
+        // What this node cosigned for the peer's log, as a witness.
+        let cosigned = match self.ledger.store().witness_held(&cp.origin) {
+            Ok(note) => note
+                .and_then(|n| Note::parse(&n).ok())
+                .and_then(|n| Checkpoint::from_text(&n.text).ok()),
+            Err(e) => return Err(failed(e.to_string())),
+        };
+        if let Some(c) = &cosigned {
+            if c.size > cp.size {
+                return Err(AuditError::Caught(format!(
+                    "it shows a checkpoint of size {} after this node cosigned size {}",
+                    cp.size, c.size
+                )));
+            }
+            if c.size == frontier.size() && c.size > 0 && frontier.root() != c.root {
+                return Err(AuditError::Caught(format!(
+                    "its log differs from the checkpoint of size {} this node cosigned",
+                    c.size
+                )));
+            }
+        }
+        let mut stats = RoundStats::default();
+        let mut withheld = 0u64;
+        while frontier.size() < cp.size {
+            let want = (cp.size - frontier.size()).min(u64::from(MAX_ENTRIES));
+            let req = Request::LogEntries {
+                start: frontier.size(),
+                limit: want as u16,
+            };
+            let raw = match self.ask(peer, req, &mut stats).await.map_err(failed)? {
+                Response::Entries(e) => e,
+                _ => return Err(failed(self.bad(peer, "unexpected answer to log entries"))),
+            };
+            if raw.is_empty() {
+                return Err(AuditError::Caught(format!(
+                    "its log ends at {} below its signed size {}",
+                    frontier.size(),
+                    cp.size
+                )));
+            }
+            if raw.len() as u64 > want {
+                return Err(failed(self.bad(peer, "more log entries than asked")));
+            }
+            let mut mine = Vec::new();
+            for b in raw {
+                let e = Entry::from_bytes(&b).map_err(|e| {
+                    self.net.strike(peer, "sync_malformed");
+                    failed(format!("a log entry that does not decode: {e}"))
+                })?;
+                frontier.push(proto::merkle::leaf_hash(e.hash().as_bytes()));
+                if let Some(c) = &cosigned {
+                    if frontier.size() == c.size && frontier.root() != c.root {
+                        return Err(AuditError::Caught(format!(
+                            "its log differs from the checkpoint of size {} this node cosigned",
+                            c.size
+                        )));
+                    }
+                }
+                if self.wants(&e) {
+                    mine.push(e);
+                }
+            }
+            for r in self.ledger.submit_many(mine).await {
+                match r {
+                    Ok(o) if o.status == SubmitStatus::Stored => {
+                        self.ledger.metrics().sync_entries.inc();
+                        if in_step {
+                            withheld += 1;
+                        }
+                    }
+                    Err(IngestError::Invalid(_)) => self.net.strike(peer, "sync_invalid_entry"),
+                    _ => {}
+                }
+            }
+        }
+        if frontier.root() != cp.root {
+            return Err(AuditError::Caught(format!(
+                "its log does not match its own signed checkpoint of size {}",
+                cp.size
+            )));
+        }
+        self.ledger
+            .metrics()
+            .log_audited_entries
+            .inc_by(cp.size.saturating_sub(self.audited_size(&peer)));
+        if let Ok(mut audits) = self.audits.lock() {
+            if audits.len() >= MAX_AUDITED_PEERS && !audits.contains_key(&peer) {
+                audits.clear();
+            }
+            audits.insert(peer, frontier);
+        }
+        Ok(withheld)
+    }
+
+    fn audited_size(&self, peer: &PeerId) -> u64 {
+        self.audits
+            .lock()
+            .ok()
+            .and_then(|a| a.get(peer).map(Frontier::size))
+            .unwrap_or(0)
+    }
+
+    /// Whether an entry read from a peer's log belongs in this node's store: every entry for a
+    /// node without an interest; else one that names a controller of the interest, or extends a
+    /// chain held here.
+    fn wants(&self, e: &Entry) -> bool {
+        if self.interest.is_empty() {
+            return true;
+        }
+        let names = match &e.content.body {
+            proto::entry::Body::Grant(c)
+            | proto::entry::Body::Withdraw(c)
+            | proto::entry::Body::Refuse(c) => self.interest.contains(&c.controller),
+            proto::entry::Body::Rotate(_) => false,
+        };
+        names || self.ledger.head_seq(&e.subject()) > 0
     }
 
     fn digest_req(filter: Option<PublicKey>, prefix: Vec<u8>) -> Request {
@@ -641,14 +957,21 @@ pub async fn validate_gossip(
 }
 
 /// Answers one sync request from the store (blocking reads), or as a witness.
-pub fn serve(ledger: &Ledger, witness: &crate::witness::Witness, req: Request) -> Response {
+pub fn serve(server: &Server, req: Request) -> Response {
     use crate::store::Store;
+    let ledger = &server.ledger;
     let internal = |e: crate::store::StoreError| Response::Error {
         code: 3,
         message: e.to_string(),
     };
-    match req {
-        Request::Digest { prefix } => Response::Digest(ledger.digest_children(&prefix)),
+    let resp = match req {
+        Request::Digest { prefix } => {
+            let mut d = ledger.digest_children(&prefix);
+            if let Some(w) = &server.withhold {
+                hide_in_digest(w, ledger, &prefix, &mut d);
+            }
+            return Response::Digest(d);
+        }
         Request::Heads {
             prefix,
             after,
@@ -658,7 +981,17 @@ pub fn serve(ledger: &Ledger, witness: &crate::witness::Witness, req: Request) -
             Err(e) => internal(e),
         },
         Request::DigestFor { controller, prefix } => {
-            Response::Digest(ledger.digest_children_for(&controller, &prefix))
+            let mut d = ledger.digest_children_for(&controller, &prefix);
+            if let Some(w) = &server.withhold {
+                if ledger
+                    .head_and_controllers(&w.subject)
+                    .1
+                    .contains(&controller)
+                {
+                    hide_in_digest(w, ledger, &prefix, &mut d);
+                }
+            }
+            return Response::Digest(d);
         }
         Request::HeadsFor {
             controller,
@@ -674,6 +1007,44 @@ pub fn serve(ledger: &Ledger, witness: &crate::witness::Witness, req: Request) -
             Ok((heads, more)) => Response::Heads { heads, more },
             Err(e) => internal(e),
         },
+        Request::LogCheckpoint => match server.checkpoints.latest_sized(ledger.store()) {
+            Ok((_, note)) => Response::Checkpoint(note.into_bytes()),
+            Err(e) => Response::Error {
+                code: 3,
+                message: e.to_string(),
+            },
+        },
+        Request::LogEntries { start, limit } => {
+            let hide_log = server.withhold.filter(|w| w.log);
+            let range = match ledger.store().log_range(start, usize::from(limit)) {
+                Ok(r) => r,
+                Err(e) => return internal(e),
+            };
+            let mut out = Vec::new();
+            let mut bytes = 16usize;
+            for (_, hash) in range {
+                let e = match ledger.store().locate(&hash) {
+                    Ok(Some(loc)) => match ledger.store().entry(&loc.subject, loc.seq) {
+                        Ok(Some(e)) => e,
+                        Ok(None) => break,
+                        Err(e) => return internal(e),
+                    },
+                    Ok(None) => break,
+                    Err(e) => return internal(e),
+                };
+                if hide_log.is_some_and(|w| w.hides(&e)) {
+                    continue;
+                }
+                let b = e.to_bytes();
+                bytes += b.len() + 2;
+                if bytes > MAX_MESSAGE {
+                    break;
+                }
+                out.push(b);
+            }
+            // Not through `withhold_from`: the served log hides entries only with `log`.
+            return Response::Entries(out);
+        }
         Request::Entries { wants, limit } => {
             let mut out = Vec::new();
             let mut bytes = 16usize;
@@ -702,7 +1073,7 @@ pub fn serve(ledger: &Ledger, witness: &crate::witness::Witness, req: Request) -
             Ok(p) => Response::Fork(p.map(|p| p.to_bytes())),
             Err(e) => internal(e),
         },
-        Request::AddCheckpoint { body } => match witness.add_checkpoint(&body) {
+        Request::AddCheckpoint { body } => match server.witness.add_checkpoint(&body) {
             Ok(lines) => Response::Witness {
                 status: 200,
                 body: lines.into_bytes(),
@@ -713,6 +1084,54 @@ pub fn serve(ledger: &Ledger, witness: &crate::witness::Witness, req: Request) -
             },
             Err(Err(e)) => internal(e),
         },
+    };
+    match &server.withhold {
+        Some(w) => withhold_from(w, ledger, resp),
+        None => resp,
+    }
+}
+
+/// The adversary's edit of an answer (see [`Withhold`]): the hidden entries leave `Entries`
+/// answers, and the subject's head in `Heads` and `Digest` answers is the one before them.
+fn withhold_from(w: &Withhold, ledger: &Ledger, resp: Response) -> Response {
+    match resp {
+        Response::Entries(list) => Response::Entries(
+            list.into_iter()
+                .filter(|b| !Entry::from_bytes(b).is_ok_and(|e| w.hides(&e)))
+                .collect(),
+        ),
+        Response::Heads { heads, more } => {
+            let shown = w.heads(ledger).map(|(_, shown)| shown);
+            let heads = heads
+                .into_iter()
+                .filter_map(|h| match &shown {
+                    Some(s) if h.subject == w.subject => *s,
+                    _ => Some(h),
+                })
+                .collect();
+            Response::Heads { heads, more }
+        }
+        other => other,
+    }
+}
+
+/// Replaces the hidden subject's head in a digest answer of `prefix` (0 or 1 bytes) by the head
+/// shown instead (for `DigestFor` answers, only those of the controllers the chain names).
+fn hide_in_digest(w: &Withhold, ledger: &Ledger, prefix: &[u8], d: &mut [proto::sync::Bucket]) {
+    let key = w.subject.as_bytes();
+    let i = match prefix {
+        [] => usize::from(key[0]),
+        [b] if *b == key[0] => usize::from(key[1]),
+        _ => return,
+    };
+    let Some((real, shown)) = w.heads(ledger) else {
+        return;
+    };
+    if let Some(b) = d.get_mut(i) {
+        b.toggle(&proto::sync::head_item(&real), false);
+        if let Some(s) = shown {
+            b.toggle(&proto::sync::head_item(&s), true);
+        }
     }
 }
 

@@ -31,7 +31,7 @@ use crate::witness::{Announcement, Witness};
 pub const MAX_WITNESSES: usize = 8;
 
 /// The node key of a peer (ed25519 peer ids embed it).
-fn peer_key(peer: &PeerId) -> Option<proto::PublicKey> {
+pub(super) fn peer_key(peer: &PeerId) -> Option<proto::PublicKey> {
     let pk = libp2p::identity::PublicKey::try_decode_protobuf(peer.as_ref().digest()).ok()?;
     let ed = pk.try_into_ed25519().ok()?;
     Some(proto::PublicKey::from_bytes(ed.to_bytes()))
