@@ -51,6 +51,36 @@ use crate::config::Config;
 use crate::ledger::Ledger;
 use crate::store::{SledStore, Store};
 
+/// Opens the store and reads every record once. When sled cannot read part of it (a damaged
+/// page it reads lazily), salvages what can be read (see [`store::salvage`]): the node then
+/// starts repairing the rest from its peers.
+fn open_store(dir: &std::path::Path) -> Result<SledStore, store::StoreError> {
+    let started = std::time::Instant::now();
+    let opened = SledStore::open(dir).and_then(|s| store::scan_readable(&s).map(|n| (s, n)));
+    match opened {
+        Ok((s, records)) => {
+            tracing::debug!(
+                records,
+                ms = started.elapsed().as_millis() as u64,
+                "store read through"
+            );
+            Ok(s)
+        }
+        Err(e) if store::is_sled_corruption(&e) => {
+            tracing::error!(error = %e, "sled cannot read part of the store: salvaging what can be read; the rest will be repaired from peers");
+            let r = store::salvage(dir)?;
+            tracing::warn!(
+                kept = r.kept,
+                lost = r.lost,
+                damaged = %r.damaged_dir.display(),
+                "store salvaged"
+            );
+            SledStore::open(dir)
+        }
+        Err(e) => Err(e),
+    }
+}
+
 /// Runs the node until `shutdown` is cancelled: opens the store, starts the ledger and the HTTP
 /// server, and prints `consent-node listening on http://ADDR` on stdout once it accepts requests.
 /// On shutdown, in-flight requests finish, the writer answers what it has queued, and the store is
@@ -64,7 +94,7 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> anyhow::Result<
     let key = config::node_key(&config.data_dir)?;
     let store_dir = config.data_dir.join("store");
     let store = Arc::new(
-        SledStore::open(&store_dir)
+        open_store(&store_dir)
             .with_context(|| format!("opening the store in {}", store_dir.display()))?,
     );
     let metrics = Arc::new(metrics::Metrics::new());

@@ -282,6 +282,15 @@ fn export(data_dir: Option<PathBuf>, out: &std::path::Path) -> anyhow::Result<u6
     Ok(n)
 }
 
+/// What `check` says of a store that sled cannot read whole.
+fn unreadable_message(e: &node::store::StoreError) -> String {
+    format!(
+        "sled cannot read the store whole: {e}. `consent-node run` moves it aside \
+         (store.damaged-<time>), salvages what sled can still read, and repairs every other \
+         entry the journal names from its peers (--bootstrap), at the same log positions"
+    )
+}
+
 fn check(data_dir: Option<PathBuf>, rebuild: bool) -> anyhow::Result<u64> {
     let dir = data_dir
         .unwrap_or_else(node::config::default_data_dir)
@@ -289,8 +298,13 @@ fn check(data_dir: Option<PathBuf>, rebuild: bool) -> anyhow::Result<u64> {
     if !dir.exists() {
         anyhow::bail!("no store at {}", dir.display());
     }
-    let store = node::store::SledStore::open(&dir)
-        .with_context(|| format!("opening the store in {}", dir.display()))?;
+    let store = match node::store::SledStore::open(&dir) {
+        Ok(s) => s,
+        Err(e) if node::store::is_sled_corruption(&e) => {
+            anyhow::bail!("{}", unreadable_message(&e))
+        }
+        Err(e) => return Err(e).with_context(|| format!("opening the store in {}", dir.display())),
+    };
     let lost = store.lost_entries();
     if let Some(first) = lost.first() {
         let subjects: std::collections::BTreeSet<_> = lost.iter().map(|r| r.subject).collect();
@@ -309,10 +323,19 @@ fn check(data_dir: Option<PathBuf>, rebuild: bool) -> anyhow::Result<u64> {
             first.seq,
         );
     }
+    let unreadable = |e: node::store::StoreError| {
+        if node::store::is_sled_corruption(&e) {
+            anyhow::anyhow!("{}", unreadable_message(&e))
+        } else {
+            e.into()
+        }
+    };
     if rebuild {
         store
             .rebuild_derived()
+            .map_err(unreadable)
             .context("rebuilding the derived indexes")?;
     }
-    Ok(store.verify_all()?)
+    node::store::scan_readable(&store).map_err(unreadable)?;
+    store.verify_all().map_err(unreadable)
 }

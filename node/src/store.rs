@@ -62,6 +62,15 @@ pub enum StoreError {
     /// sled is being (or could not be) opened again after a failed flush.
     #[error("the storage engine is being reopened after a failed flush")]
     Reopening,
+    /// sled failed while opening (recovering) the store: damaged beyond what it reports as an
+    /// error.
+    #[error("sled cannot open the store in {path}: it failed while reading it ({reason}); the files are damaged")]
+    Unopenable {
+        /// The directory.
+        path: String,
+        /// What sled said.
+        reason: String,
+    },
     /// The data directory holds a store of another format version.
     #[error("store format version {found} is not supported (expected {FORMAT_VERSION})")]
     Format {
@@ -79,11 +88,23 @@ const LOCK_WAIT: std::time::Duration = std::time::Duration::from_secs(3);
 fn open_db(dir: &Path) -> Result<sled::Db, StoreError> {
     let started = std::time::Instant::now();
     loop {
-        let result = sled::Config::new()
-            .path(dir)
-            // The ledger flushes explicitly before every acknowledgement.
-            .flush_every_ms(Some(1000))
-            .open();
+        // sled 0.34 can panic on some damaged files while it recovers them (seen: "tried to
+        // serialize Uninitialized" after a flipped bit): a clear error instead.
+        let result = std::panic::catch_unwind(|| {
+            sled::Config::new()
+                .path(dir)
+                // The ledger flushes explicitly before every acknowledgement.
+                .flush_every_ms(Some(1000))
+                .open()
+        })
+        .map_err(|panic| StoreError::Unopenable {
+            path: dir.display().to_string(),
+            reason: panic
+                .downcast_ref::<&str>()
+                .map(|s| (*s).to_owned())
+                .or_else(|| panic.downcast_ref::<String>().cloned())
+                .unwrap_or_else(|| "a panic inside sled".to_owned()),
+        })?;
         match result {
             Ok(db) => return Ok(db),
             Err(sled::Error::Io(e)) if e.to_string().contains("could not acquire lock") => {
@@ -426,6 +447,201 @@ pub struct SledStore {
     /// position a signed checkpoint covers is named durably, and a loss there is repaired at the
     /// same index instead of coming back elsewhere.
     journal_synced: AtomicU64,
+}
+
+/// What [`salvage`] kept and left to repair.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Salvaged {
+    /// Entries read back whole, in log order from position 0.
+    pub kept: u64,
+    /// Log positions the journal names past them: lost, to be repaired from peers.
+    pub lost: u64,
+    /// Where the damaged store was moved.
+    pub damaged_dir: PathBuf,
+}
+
+/// Whether an error is sled failing on damaged files: a page or message that fails its CRC
+/// check, or a store it cannot open at all.
+pub fn is_sled_corruption(e: &StoreError) -> bool {
+    matches!(
+        e,
+        StoreError::Engine(sled::Error::Corruption { .. }) | StoreError::Unopenable { .. }
+    )
+}
+
+/// Rebuilds a store that sled cannot read whole: one it cannot open at all (it fails, or
+/// panics, while recovering a damaged file), or one with a page it cannot read (sled reads pages
+/// lazily: it opens, and fails later, on the reads that touch that page).
+///
+/// The entries are read back one by one in journal order (then, past the journal, in log
+/// order) until the first that cannot be read whole (none, when sled cannot open the store);
+/// they go into a fresh sled store, with every fork proof, checkpoint, witness note and
+/// split-view proof that can still be read, and the derived records are rebuilt from them. The journal is kept as it was, so the positions
+/// after the last entry kept are the store's lost entries: the node starts repairing them from
+/// its peers (see [`SledStore::lost_entries`]). The damaged directory is moved aside to
+/// `<dir>.damaged-<unix seconds>`, not deleted.
+///
+/// # Errors
+/// [`StoreError`] when sled cannot open the damaged store at all, or the new one cannot be
+/// written.
+pub fn salvage(dir: &Path) -> Result<Salvaged, StoreError> {
+    let (_journal, records) = Journal::open(&dir.join("journal")).map_err(io_error)?;
+    let old = match Engine::open(dir) {
+        Ok(old) => Some(old),
+        Err(e) if is_sled_corruption(&e) => {
+            tracing::warn!(error = %e, "nothing can be read through sled: every entry the journal names is repaired from peers");
+            None
+        }
+        Err(e) => return Err(e),
+    };
+    let Some(old) = old else {
+        return replace_store(
+            dir,
+            &[],
+            Vec::new(),
+            [Vec::new(), Vec::new(), Vec::new()],
+            records.len(),
+        );
+    };
+    let read_entry = |subject: &PublicKey, seq: u64, hash: &Hash| -> Option<Vec<u8>> {
+        let v = old.tree.get(key_e(subject, seq)).ok()??;
+        let e = Entry::from_bytes(&v).ok()?;
+        (e.hash() == *hash && e.subject() == *subject && e.seq() == seq).then(|| v.to_vec())
+    };
+    let mut kept: Vec<(Hash, Vec<u8>)> = Vec::new();
+    let mut whole = true;
+    for r in &records {
+        let Some(r) = r else {
+            whole = false;
+            break;
+        };
+        match read_entry(&r.subject, r.seq, &r.hash) {
+            Some(b) => kept.push((r.hash, b)),
+            None => {
+                whole = false;
+                break;
+            }
+        }
+    }
+    if whole {
+        // Past the journal (it lags the log by up to a second): the log's own order.
+        loop {
+            let index = kept.len() as u64;
+            let Ok(Some(h)) = old.tree.get(key_l(index)) else {
+                break;
+            };
+            let Ok(hash) = arr::<32>(&key_l(index), &h).map(Hash::from_bytes) else {
+                break;
+            };
+            let k = key_h(&hash);
+            let Some(loc) = old
+                .tree
+                .get(k)
+                .ok()
+                .flatten()
+                .and_then(|v| decode_location(&k, &v).ok())
+            else {
+                break;
+            };
+            match read_entry(&loc.subject, loc.seq, &hash) {
+                Some(b) => kept.push((hash, b)),
+                None => break,
+            }
+        }
+    }
+    // What else can still be read, record by record.
+    let readable = |t: &sled::Tree, prefix: &[u8]| -> Vec<(sled::IVec, sled::IVec)> {
+        t.scan_prefix(prefix).map_while(Result::ok).collect()
+    };
+    let forks = readable(&old.tree, b"F");
+    let others = [
+        readable(&old.checkpoints, b""),
+        readable(&old.witness, b""),
+        readable(&old.split_views, b""),
+    ];
+    drop(old);
+    replace_store(dir, &kept, forks, others, records.len())
+}
+
+type Pairs = Vec<(sled::IVec, sled::IVec)>;
+
+/// Builds a fresh store beside `dir` from `kept` (entries in log order), fork-proof records and
+/// the checkpoints, witness and split-view trees' records, with `dir`'s journal; then moves
+/// `dir` aside and the fresh store into its place.
+fn replace_store(
+    dir: &Path,
+    kept: &[(Hash, Vec<u8>)],
+    forks: Pairs,
+    [checkpoints, witness, split_views]: [Pairs; 3],
+    journaled: usize,
+) -> Result<Salvaged, StoreError> {
+    let fresh_dir = dir.with_extension("salvage");
+    if fresh_dir.exists() {
+        std::fs::remove_dir_all(&fresh_dir).map_err(io_error)?;
+    }
+    {
+        let fresh = SledStore::open(&fresh_dir)?;
+        let en = fresh.engine()?;
+        let mut batch = sled::Batch::default();
+        for (index, (hash, bytes)) in kept.iter().enumerate() {
+            let e = Entry::from_bytes(bytes).map_err(|e| corrupt(hash.as_bytes(), e))?;
+            batch.insert(&key_e(&e.subject(), e.seq())[..], &bytes[..]);
+            batch.insert(&key_l(index as u64)[..], &hash.as_bytes()[..]);
+        }
+        for (k, v) in forks {
+            batch.insert(k, v);
+        }
+        en.tree.apply_batch(batch)?;
+        for (tree, pairs) in [
+            (&en.checkpoints, checkpoints),
+            (&en.witness, witness),
+            (&en.split_views, split_views),
+        ] {
+            let mut b = sled::Batch::default();
+            for (k, v) in pairs {
+                b.insert(k, v);
+            }
+            tree.apply_batch(b)?;
+        }
+        drop(en);
+        fresh.rebuild_derived()?;
+    }
+    // The old journal, which names the lost positions past the entries kept.
+    std::fs::copy(dir.join("journal"), fresh_dir.join("journal")).map_err(io_error)?;
+    let stamp = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs());
+    let damaged_dir = dir.with_extension(format!("damaged-{stamp}"));
+    std::fs::rename(dir, &damaged_dir).map_err(io_error)?;
+    std::fs::rename(&fresh_dir, dir).map_err(io_error)?;
+    if let Some(parent) = dir.parent() {
+        if let Ok(d) = std::fs::File::open(parent) {
+            let _ = d.sync_all();
+        }
+    }
+    let kept = kept.len() as u64;
+    Ok(Salvaged {
+        kept,
+        lost: (journaled as u64).saturating_sub(kept),
+        damaged_dir,
+    })
+}
+
+/// Reads every record of every tree once, so that a page sled reads lazily and cannot read
+/// (see [`salvage`]) is found now rather than by a later request. Returns the records read.
+///
+/// # Errors
+/// The first read that fails.
+pub fn scan_readable(store: &SledStore) -> Result<u64, StoreError> {
+    let en = store.engine()?;
+    let mut n = 0u64;
+    for t in [&en.tree, &en.checkpoints, &en.witness, &en.split_views] {
+        for r in t.iter() {
+            r?;
+            n += 1;
+        }
+    }
+    Ok(n)
 }
 
 /// sled's handles for one open of the store.
