@@ -59,10 +59,10 @@ fn open_store(dir: &std::path::Path) -> Result<SledStore, store::StoreError> {
     let opened = SledStore::open(dir).and_then(|s| store::scan_readable(&s).map(|n| (s, n)));
     match opened {
         Ok((s, records)) => {
-            tracing::debug!(
+            tracing::info!(
                 records,
                 ms = started.elapsed().as_millis() as u64,
-                "store read through"
+                "store opened and read through"
             );
             Ok(s)
         }

@@ -1007,6 +1007,12 @@ pub fn serve(server: &Server, req: Request) -> Response {
             Ok((heads, more)) => Response::Heads { heads, more },
             Err(e) => internal(e),
         },
+        // A repairing log is shorter than the checkpoints it signed before: an auditor would
+        // take a smaller one for a rollback.
+        Request::LogCheckpoint if ledger.repairing() => Response::Error {
+            code: 3,
+            message: "repairing its store; no checkpoint until the repair is done".into(),
+        },
         Request::LogCheckpoint => match server.checkpoints.latest_sized(ledger.store()) {
             Ok((_, note)) => Response::Checkpoint(note.into_bytes()),
             Err(e) => Response::Error {
