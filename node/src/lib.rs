@@ -56,6 +56,9 @@ use crate::store::{SledStore, Store};
 /// starts repairing the rest from its peers.
 fn open_store(dir: &std::path::Path) -> Result<SledStore, store::StoreError> {
     let started = std::time::Instant::now();
+    if store::finish_salvage(dir)? {
+        tracing::warn!("finished a salvage that was interrupted: the salvaged store is in place");
+    }
     let opened = SledStore::open(dir).and_then(|s| store::scan_readable(&s).map(|n| (s, n)));
     match opened {
         Ok((s, records)) => {

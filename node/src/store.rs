@@ -503,6 +503,21 @@ pub fn salvage(dir: &Path) -> Result<Salvaged, StoreError> {
             records.len(),
         );
     };
+    // sled can panic on a damaged page as it reads it: then nothing more is read through it.
+    let harvested =
+        std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| harvest(&old, &records)));
+    drop(old);
+    let (kept, forks, others) = harvested.unwrap_or_else(|_| {
+        tracing::warn!("sled panicked while the store was read back; nothing of it is kept");
+        (Vec::new(), Vec::new(), [Vec::new(), Vec::new(), Vec::new()])
+    });
+    replace_store(dir, &kept, forks, others, records.len())
+}
+
+/// What [`salvage`] reads back through sled: the entries that are whole, in log order from
+/// position 0, then every readable fork-proof record and the records of the checkpoints, witness
+/// and split-view trees.
+fn harvest(old: &Engine, records: &[Option<JournalRecord>]) -> Harvest {
     let read_entry = |subject: &PublicKey, seq: u64, hash: &Hash| -> Option<Vec<u8>> {
         let v = old.tree.get(key_e(subject, seq)).ok()??;
         let e = Entry::from_bytes(&v).ok()?;
@@ -510,7 +525,7 @@ pub fn salvage(dir: &Path) -> Result<Salvaged, StoreError> {
     };
     let mut kept: Vec<(Hash, Vec<u8>)> = Vec::new();
     let mut whole = true;
-    for r in &records {
+    for r in records {
         let Some(r) = r else {
             whole = false;
             break;
@@ -559,11 +574,14 @@ pub fn salvage(dir: &Path) -> Result<Salvaged, StoreError> {
         readable(&old.witness, b""),
         readable(&old.split_views, b""),
     ];
-    drop(old);
-    replace_store(dir, &kept, forks, others, records.len())
+    (kept, forks, others)
 }
 
 type Pairs = Vec<(sled::IVec, sled::IVec)>;
+
+/// What [`harvest`] read back: whole entries (hash, bytes) in log order, fork-proof records, and
+/// the checkpoints, witness and split-view trees' records.
+type Harvest = (Vec<(Hash, Vec<u8>)>, Pairs, [Pairs; 3]);
 
 /// Builds a fresh store beside `dir` from `kept` (entries in log order), fork-proof records and
 /// the checkpoints, witness and split-view trees' records, with `dir`'s journal; then moves
@@ -605,9 +623,19 @@ fn replace_store(
         }
         drop(en);
         fresh.rebuild_derived()?;
+        // Durable before the swap: sled's flush, then an fdatasync of its log.
+        Store::flush(&fresh)?;
     }
     // The old journal, which names the lost positions past the entries kept.
     std::fs::copy(dir.join("journal"), fresh_dir.join("journal")).map_err(io_error)?;
+    std::fs::File::open(fresh_dir.join("journal"))
+        .and_then(|f| f.sync_all())
+        .map_err(io_error)?;
+    if let Ok(d) = std::fs::File::open(&fresh_dir) {
+        let _ = d.sync_all();
+    }
+    // From here on `<dir>.salvage` is complete: a start that finds no `<dir>` but this one
+    // finishes the swap (see `finish_salvage`).
     let stamp = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |d| d.as_secs());
@@ -627,21 +655,44 @@ fn replace_store(
     })
 }
 
+/// Finishes a salvage that a crash interrupted between its two renames: with no store in `dir`
+/// but a complete `<dir>.salvage` beside it, moves that one into place. True if it did.
+///
+/// # Errors
+/// When the rename fails.
+pub fn finish_salvage(dir: &Path) -> Result<bool, StoreError> {
+    let fresh = dir.with_extension("salvage");
+    if dir.exists() || !fresh.join("journal").exists() {
+        return Ok(false);
+    }
+    std::fs::rename(&fresh, dir).map_err(io_error)?;
+    Ok(true)
+}
+
 /// Reads every record of every tree once, so that a page sled reads lazily and cannot read
 /// (see [`salvage`]) is found now rather than by a later request. Returns the records read.
 ///
 /// # Errors
-/// The first read that fails.
+/// The first read that fails; a panic inside sled while reading is reported as
+/// [`StoreError::Unopenable`].
 pub fn scan_readable(store: &SledStore) -> Result<u64, StoreError> {
     let en = store.engine()?;
-    let mut n = 0u64;
-    for t in [&en.tree, &en.checkpoints, &en.witness, &en.split_views] {
-        for r in t.iter() {
-            r?;
-            n += 1;
+    let scanned = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        let mut n = 0u64;
+        for t in [&en.tree, &en.checkpoints, &en.witness, &en.split_views] {
+            for r in t.iter() {
+                r?;
+                n += 1;
+            }
         }
-    }
-    Ok(n)
+        Ok::<u64, StoreError>(n)
+    }));
+    scanned.unwrap_or_else(|_| {
+        Err(StoreError::Unopenable {
+            path: store.dir.display().to_string(),
+            reason: "sled panicked while reading the store through".into(),
+        })
+    })
 }
 
 /// sled's handles for one open of the store.

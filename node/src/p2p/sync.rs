@@ -66,10 +66,15 @@ pub struct RoundStats {
     pub stored: u64,
     /// Requests sent.
     pub requests: u64,
+    /// Some part of the round failed (a brand node's other controller rounds went on).
+    pub partial: bool,
 }
 
 /// Most peers whose log audits are remembered.
 pub const MAX_AUDITED_PEERS: usize = 1024;
+/// Most `LogEntries` requests of one audit: a longer log is audited over several rounds (the
+/// frontier keeps the progress), and a peer that signs a huge size cannot hold the syncer.
+pub const MAX_AUDIT_REQUESTS: u64 = 100;
 
 /// Test-only adversary behaviour (`consent-node run --adversary-withhold SUBJECT:SEQ`): the node
 /// hides the entries of one subject from `from_seq` on from its peers. Its sync answers (digest,
@@ -227,7 +232,10 @@ impl Syncer {
                             self.ledger.metrics().sync_rounds.inc();
                             let fresh = match checkpoint {
                                 None => true,
-                                Some(Ok(cp)) => self.audited(peer, &cp, s.differing == 0).await,
+                                Some(Ok(cp)) => {
+                                    self.audited(peer, &cp, s.differing == 0 && !s.partial)
+                                        .await
+                                }
                                 Some(Err(e)) => {
                                     tracing::debug!(%peer, error = %e, "no checkpoint to audit the peer's log against; the round does not count as fresh");
                                     false
@@ -327,6 +335,7 @@ impl Syncer {
             .metrics()
             .sync_lag_subjects
             .set(total.differing as i64);
+        total.partial = failed.is_some();
         match failed {
             Some(e) if total.requests == 0 => Err(e),
             _ => Ok(total),
@@ -412,12 +421,21 @@ impl Syncer {
                 .and_then(|n| Checkpoint::from_text(&n.text).ok()),
             Err(e) => return Err(failed(e.to_string())),
         };
+        // Entries past the checkpoint read before the round may have arrived during it: only
+        // those below it count as withheld.
+        let withheld_below = if in_step { cp.size } else { 0 };
+        let mut cp = cp.clone();
         if let Some(c) = &cosigned {
             if c.size > cp.size {
-                return Err(AuditError::Caught(format!(
-                    "it shows a checkpoint of size {} after this node cosigned size {}",
-                    cp.size, c.size
-                )));
+                // This node may have cosigned a newer checkpoint during the round: ask again.
+                let fresh = self.log_checkpoint(peer).await.map_err(failed)?;
+                if fresh.size < c.size {
+                    return Err(AuditError::Caught(format!(
+                        "it shows a checkpoint of size {} after this node cosigned size {}",
+                        fresh.size, c.size
+                    )));
+                }
+                cp = fresh;
             }
             if c.size == frontier.size() && c.size > 0 && frontier.root() != c.root {
                 return Err(AuditError::Caught(format!(
@@ -429,12 +447,22 @@ impl Syncer {
         let mut stats = RoundStats::default();
         let mut withheld = 0u64;
         while frontier.size() < cp.size {
+            if stats.requests >= MAX_AUDIT_REQUESTS {
+                // Keep the progress (the final root check covers every leaf read so far).
+                self.keep_frontier(peer, frontier);
+                return Err(failed(format!(
+                    "audit budget spent; {} of {} positions audited, the next round goes on",
+                    self.audited_size(&peer),
+                    cp.size
+                )));
+            }
             let want = (cp.size - frontier.size()).min(u64::from(MAX_ENTRIES));
             let req = Request::LogEntries {
                 start: frontier.size(),
                 limit: want as u16,
             };
-            let raw = match self.ask(peer, req, &mut stats).await.map_err(failed)? {
+            let answer = self.ask(peer, req, &mut stats).await;
+            let raw = match answer.map_err(failed)? {
                 Response::Entries(e) => e,
                 _ => return Err(failed(self.bad(peer, "unexpected answer to log entries"))),
             };
@@ -449,6 +477,10 @@ impl Syncer {
                 return Err(failed(self.bad(peer, "more log entries than asked")));
             }
             let mut mine = Vec::new();
+            self.ledger
+                .metrics()
+                .log_audited_entries
+                .inc_by(raw.len() as u64);
             for b in raw {
                 let e = Entry::from_bytes(&b).map_err(|e| {
                     self.net.strike(peer, "sync_malformed");
@@ -464,14 +496,21 @@ impl Syncer {
                     }
                 }
                 if self.wants(&e) {
-                    mine.push(e);
+                    mine.push((frontier.size() - 1, e));
                 }
             }
-            for r in self.ledger.submit_many(mine).await {
+            let (positions, mine): (Vec<u64>, Vec<Entry>) = mine.into_iter().unzip();
+            for (r, position) in self
+                .ledger
+                .submit_many(mine)
+                .await
+                .into_iter()
+                .zip(positions)
+            {
                 match r {
                     Ok(o) if o.status == SubmitStatus::Stored => {
                         self.ledger.metrics().sync_entries.inc();
-                        if in_step {
+                        if position < withheld_below {
                             withheld += 1;
                         }
                     }
@@ -486,17 +525,20 @@ impl Syncer {
                 cp.size
             )));
         }
-        self.ledger
-            .metrics()
-            .log_audited_entries
-            .inc_by(cp.size.saturating_sub(self.audited_size(&peer)));
+        self.keep_frontier(peer, frontier);
+        Ok(withheld)
+    }
+
+    /// Keeps how far the peer's log is audited (evicting another peer's state when full).
+    fn keep_frontier(&self, peer: PeerId, frontier: Frontier) {
         if let Ok(mut audits) = self.audits.lock() {
             if audits.len() >= MAX_AUDITED_PEERS && !audits.contains_key(&peer) {
-                audits.clear();
+                if let Some(other) = audits.keys().next().copied() {
+                    audits.remove(&other);
+                }
             }
             audits.insert(peer, frontier);
         }
-        Ok(withheld)
     }
 
     fn audited_size(&self, peer: &PeerId) -> u64 {
