@@ -638,12 +638,14 @@ fn tampered_chains_are_caught_and_nothing_is_signed() {
         v
     };
     // issued_at of seq 2 (bytes 74..82, big-endian) moved forward by one bit in its second
-    // lowest byte, so that the link rules still hold; JSON form and hash re-derived.
+    // lowest byte (or, when that byte is 0xff, in its lowest), so that the link rules still
+    // hold; JSON form and hash re-derived.
     let mut flipped = hex_of(1);
-    let bit = (0..8)
-        .find(|b| flipped[80] & (1 << b) == 0)
-        .expect("a zero bit in the byte");
-    flipped[80] |= 1 << bit;
+    let (byte, bit) = [80usize, 81]
+        .into_iter()
+        .find_map(|i| (0..8).find(|b| flipped[i] & (1 << b) == 0).map(|b| (i, b)))
+        .expect("a zero bit in the two lowest bytes");
+    flipped[byte] |= 1 << bit;
     let byte_changed = with_entries(vec![
         records[0].clone(),
         record_from_bytes(&flipped, 1),
