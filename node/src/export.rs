@@ -66,21 +66,11 @@ pub fn write_export(
     )?;
     let mut next = 0u64;
     while next < size {
-        let page = store.log_range(next, 1000.min((size - next) as usize))?;
+        let page = store.log_entries(next, 1000.min((size - next) as usize))?;
         if page.is_empty() {
             break;
         }
-        for (index, hash) in page {
-            let loc = store.locate(&hash)?.ok_or_else(|| StoreError::Corrupt {
-                key: hash.to_string(),
-                reason: "logged entry has no location".into(),
-            })?;
-            let e = store
-                .entry(&loc.subject, loc.seq)?
-                .ok_or_else(|| StoreError::Corrupt {
-                    key: hash.to_string(),
-                    reason: "logged entry is not stored".into(),
-                })?;
+        for (index, _, e) in page {
             line(
                 out,
                 &ExportLine::Entry {

@@ -783,21 +783,7 @@ async fn log_entries(
     let limit = q.limit.unwrap_or(MAX_PAGE).min(MAX_PAGE);
     let store = st.ledger.store();
     let mut out = String::new();
-    for (log_index, hash) in store.log_range(q.start.unwrap_or(0), limit)? {
-        let loc = store.locate(&hash)?.ok_or_else(|| {
-            ApiError::new(
-                StatusCode::INTERNAL_SERVER_ERROR,
-                "storage",
-                "log entry not found",
-            )
-        })?;
-        let e = store.entry(&loc.subject, loc.seq)?.ok_or_else(|| {
-            ApiError::new(
-                StatusCode::INTERNAL_SERVER_ERROR,
-                "storage",
-                "log entry not found",
-            )
-        })?;
+    for (log_index, hash, e) in store.log_entries(q.start.unwrap_or(0), limit)? {
         let line = LogLine {
             log_index,
             hash,

@@ -161,6 +161,9 @@ pub enum ProofError {
     Store(#[from] StoreError),
 }
 
+/// An ingest-log position: its index, the entry's hash, and the entry.
+pub type LogEntry = (u64, Hash, Entry);
+
 /// Where an entry sits.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Location {
@@ -226,6 +229,13 @@ pub trait Store: Send + Sync + 'static {
     /// # Errors
     /// [`StoreError`].
     fn log_range(&self, start: u64, limit: usize) -> Result<Vec<(u64, Hash)>, StoreError>;
+
+    /// Up to `limit` entries of the ingest log from `start`, in log order, with their indices and
+    /// hashes.
+    ///
+    /// # Errors
+    /// [`StoreError`]; [`StoreError::Corrupt`] for a logged entry that is not stored.
+    fn log_entries(&self, start: u64, limit: usize) -> Result<Vec<LogEntry>, StoreError>;
     /// Number of subjects stored.
     fn subject_count(&self) -> u64;
     /// Number of forked subjects.
@@ -403,13 +413,9 @@ impl WriteGroup<'_> {
         }
         // The journal queue is filled under its lock before the log size moves, so a flush that
         // sees the new size also finds these records.
-        self.store.writable()?;
-        let en = self.store.engine()?;
         let mut queue = lock(&self.store.journal_queue);
-        if let Err(e) = en.tree.apply_batch(self.batch) {
-            self.store.fail(&e);
-            return Err(e.into());
-        }
+        let batch = self.batch;
+        self.store.write(|en| en.tree.apply_batch(batch))?;
         queue.extend(self.journal);
         self.store.log_size.store(self.next_index, Ordering::SeqCst);
         Ok(())
@@ -523,7 +529,7 @@ fn harvest(old: &Engine, records: &[Option<JournalRecord>]) -> Harvest {
         let e = Entry::from_bytes(&v).ok()?;
         (e.hash() == *hash && e.subject() == *subject && e.seq() == seq).then(|| v.to_vec())
     };
-    let mut kept: Vec<(Hash, Vec<u8>)> = Vec::new();
+    let mut kept: Vec<(JournalRecord, Vec<u8>)> = Vec::new();
     let mut whole = true;
     for r in records {
         let Some(r) = r else {
@@ -531,7 +537,7 @@ fn harvest(old: &Engine, records: &[Option<JournalRecord>]) -> Harvest {
             break;
         };
         match read_entry(&r.subject, r.seq, &r.hash) {
-            Some(b) => kept.push((r.hash, b)),
+            Some(b) => kept.push((*r, b)),
             None => {
                 whole = false;
                 break;
@@ -559,7 +565,14 @@ fn harvest(old: &Engine, records: &[Option<JournalRecord>]) -> Harvest {
                 break;
             };
             match read_entry(&loc.subject, loc.seq, &hash) {
-                Some(b) => kept.push((hash, b)),
+                Some(b) => kept.push((
+                    JournalRecord {
+                        hash,
+                        subject: loc.subject,
+                        seq: loc.seq,
+                    },
+                    b,
+                )),
                 None => break,
             }
         }
@@ -581,14 +594,14 @@ type Pairs = Vec<(sled::IVec, sled::IVec)>;
 
 /// What [`harvest`] read back: whole entries (hash, bytes) in log order, fork-proof records, and
 /// the checkpoints, witness and split-view trees' records.
-type Harvest = (Vec<(Hash, Vec<u8>)>, Pairs, [Pairs; 3]);
+type Harvest = (Vec<(JournalRecord, Vec<u8>)>, Pairs, [Pairs; 3]);
 
 /// Builds a fresh store beside `dir` from `kept` (entries in log order), fork-proof records and
 /// the checkpoints, witness and split-view trees' records, with `dir`'s journal; then moves
 /// `dir` aside and the fresh store into its place.
 fn replace_store(
     dir: &Path,
-    kept: &[(Hash, Vec<u8>)],
+    kept: &[(JournalRecord, Vec<u8>)],
     forks: Pairs,
     [checkpoints, witness, split_views]: [Pairs; 3],
     journaled: usize,
@@ -601,10 +614,9 @@ fn replace_store(
         let fresh = SledStore::open(&fresh_dir)?;
         let en = fresh.engine()?;
         let mut batch = sled::Batch::default();
-        for (index, (hash, bytes)) in kept.iter().enumerate() {
-            let e = Entry::from_bytes(bytes).map_err(|e| corrupt(hash.as_bytes(), e))?;
-            batch.insert(&key_e(&e.subject(), e.seq())[..], &bytes[..]);
-            batch.insert(&key_l(index as u64)[..], &hash.as_bytes()[..]);
+        for (index, (r, bytes)) in kept.iter().enumerate() {
+            batch.insert(&key_e(&r.subject, r.seq)[..], &bytes[..]);
+            batch.insert(&key_l(index as u64)[..], &r.hash.as_bytes()[..]);
         }
         for (k, v) in forks {
             batch.insert(k, v);
@@ -895,6 +907,16 @@ fn decode_location(key: &[u8], v: &[u8]) -> Result<Location, StoreError> {
     })
 }
 
+/// Reads a `checkpoints` record: the size and the signed note.
+fn decode_checkpoint(
+    r: Result<(sled::IVec, sled::IVec), StoreError>,
+) -> Result<(u64, String), StoreError> {
+    let (k, v) = r?;
+    let size = u64::from_be_bytes(arr::<8>(&k, &k)?);
+    let note = String::from_utf8(v.to_vec()).map_err(|e| corrupt(&k, e))?;
+    Ok((size, note))
+}
+
 fn encode_record(r: &SubjectRecord) -> Result<Vec<u8>, StoreError> {
     postcard::to_allocvec(r).map_err(|e| corrupt(b"S", e))
 }
@@ -975,6 +997,17 @@ impl SledStore {
             return Err(StoreError::ReadOnly);
         }
         Ok(())
+    }
+
+    /// Runs a write on sled's current handles, refused once a write has failed; a failing write
+    /// makes the store read-only (sled keeps its error).
+    fn write<T>(&self, f: impl FnOnce(&Engine) -> sled::Result<T>) -> Result<T, StoreError> {
+        self.writable()?;
+        let en = self.engine()?;
+        f(&en).map_err(|e| {
+            self.fail(&e);
+            e.into()
+        })
     }
 
     /// Records a failed write: the store is read-only from now on.
@@ -1579,6 +1612,30 @@ impl Store for SledStore {
         })
     }
 
+    fn log_entries(&self, start: u64, limit: usize) -> Result<Vec<LogEntry>, StoreError> {
+        self.read(|en| {
+            let mut out = Vec::new();
+            for r in en.tree.range(key_l(start)..=key_l(u64::MAX)).take(limit) {
+                let (k, v) = r?;
+                let index = u64::from_be_bytes(arr::<8>(&k, &k[1..])?);
+                let hash = Hash::from_bytes(arr::<32>(&k, &v)?);
+                let h = key_h(&hash);
+                let loc = en
+                    .tree
+                    .get(h)?
+                    .ok_or_else(|| corrupt(&k, "logged entry has no location"))?;
+                let loc = decode_location(&h, &loc)?;
+                let e = key_e(&loc.subject, loc.seq);
+                let bytes = en
+                    .tree
+                    .get(e)?
+                    .ok_or_else(|| corrupt(&k, "logged entry is not stored"))?;
+                out.push((index, hash, Self::decode_entry(&e, &bytes)?));
+            }
+            Ok(out)
+        })
+    }
+
     fn subject_count(&self) -> u64 {
         self.scan(|en| en.tree.scan_prefix(b"S")).count() as u64
     }
@@ -1650,12 +1707,14 @@ impl SledStore {
     /// # Errors
     /// [`StoreError`].
     pub fn put_checkpoint(&self, size: u64, note: &str) -> Result<(), StoreError> {
-        self.writable()?;
-        let _ = self.engine()?.checkpoints.compare_and_swap(
-            size.to_be_bytes(),
-            None as Option<&[u8]>,
-            Some(note.as_bytes()),
-        )?;
+        // Err(CompareAndSwapError): one of this size was kept already, and stays.
+        let _kept_first = self.write(|en| {
+            en.checkpoints.compare_and_swap(
+                size.to_be_bytes(),
+                None as Option<&[u8]>,
+                Some(note.as_bytes()),
+            )
+        })?;
         Ok(())
     }
 
@@ -1664,10 +1723,7 @@ impl SledStore {
     /// # Errors
     /// [`StoreError`].
     pub fn replace_checkpoint(&self, size: u64, note: &str) -> Result<(), StoreError> {
-        self.writable()?;
-        self.engine()?
-            .checkpoints
-            .insert(size.to_be_bytes(), note.as_bytes())?;
+        self.write(|en| en.checkpoints.insert(size.to_be_bytes(), note.as_bytes()))?;
         Ok(())
     }
 
@@ -1718,15 +1774,14 @@ impl SledStore {
         old: Option<&str>,
         new: &str,
     ) -> Result<bool, StoreError> {
-        self.writable()?;
         let swapped = self
-            .engine()?
-            .witness
-            .compare_and_swap(
-                origin.as_bytes(),
-                old.map(str::as_bytes),
-                Some(new.as_bytes()),
-            )?
+            .write(|en| {
+                en.witness.compare_and_swap(
+                    origin.as_bytes(),
+                    old.map(str::as_bytes),
+                    Some(new.as_bytes()),
+                )
+            })?
             .is_ok();
         if swapped {
             // The store's own flush: sled's, then an fdatasync of its log (see `log_file`).
@@ -1740,11 +1795,11 @@ impl SledStore {
     /// # Errors
     /// [`StoreError`].
     pub fn put_split_view(&self, id: &[u8; 32], json: &[u8]) -> Result<bool, StoreError> {
-        self.writable()?;
         let new = self
-            .engine()?
-            .split_views
-            .compare_and_swap(id, None as Option<&[u8]>, Some(json))?
+            .write(|en| {
+                en.split_views
+                    .compare_and_swap(id, None as Option<&[u8]>, Some(json))
+            })?
             .is_ok();
         if new {
             Store::flush(self)?;
@@ -1773,22 +1828,14 @@ impl SledStore {
 
     /// Every kept checkpoint, by decreasing size.
     pub fn checkpoints_rev(&self) -> impl Iterator<Item = Result<(u64, String), StoreError>> + '_ {
-        self.scan(|en| en.checkpoints.iter()).rev().map(|r| {
-            let (k, v) = r?;
-            let size = u64::from_be_bytes(arr::<8>(&k, &k)?);
-            let note = String::from_utf8(v.to_vec()).map_err(|e| corrupt(&k, e))?;
-            Ok((size, note))
-        })
+        self.scan(|en| en.checkpoints.iter())
+            .rev()
+            .map(decode_checkpoint)
     }
 
     /// Every kept checkpoint, by increasing size.
     pub fn checkpoints(&self) -> impl Iterator<Item = Result<(u64, String), StoreError>> + '_ {
-        self.scan(|en| en.checkpoints.iter()).map(|r| {
-            let (k, v) = r?;
-            let size = u64::from_be_bytes(arr::<8>(&k, &k)?);
-            let note = String::from_utf8(v.to_vec()).map_err(|e| corrupt(&k, e))?;
-            Ok((size, note))
-        })
+        self.scan(|en| en.checkpoints.iter()).map(decode_checkpoint)
     }
 
     fn within_log(&self, size: u64) -> Result<(), ProofError> {

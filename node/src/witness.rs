@@ -90,7 +90,8 @@ pub enum Announcement {
     SplitView(SplitView),
 }
 
-fn held_of(note: &str) -> Option<Held> {
+/// The size and root of a kept signed checkpoint note (None if it does not parse).
+pub(crate) fn held_of(note: &str) -> Option<Held> {
     let n = Note::parse(note).ok()?;
     let cp = Checkpoint::from_text(&n.text).ok()?;
     Some(Held {

@@ -285,13 +285,19 @@ fn refused_then_repaired(s: &mut Setup) {
     );
 }
 
-#[test]
-fn bit_rot_is_detected_refused_and_repaired_from_peers() {
+/// The whole scenario for one kind of damage (seeded with `BITROT_SEED`).
+fn damaged_and_repaired(want: Damage) -> Setup {
     let seed = seed_from_env("bitrot", "BITROT_SEED", 1);
     let mut rng = Rng(seed | 1);
     let mut s = setup(CHAINS);
-    damage(&s, &mut rng, seed, Damage::Lost);
+    damage(&s, &mut rng, seed, want);
     refused_then_repaired(&mut s);
+    s
+}
+
+#[test]
+fn bit_rot_is_detected_refused_and_repaired_from_peers() {
+    damaged_and_repaired(Damage::Lost);
 }
 
 /// A flipped bit that sled cannot get past, here in its settings file (`store/conf`): it refuses
@@ -302,11 +308,7 @@ fn bit_rot_is_detected_refused_and_repaired_from_peers() {
 /// same log positions.
 #[test]
 fn a_store_sled_cannot_read_is_salvaged_and_repaired_from_peers() {
-    let seed = seed_from_env("bitrot", "BITROT_SEED", 1);
-    let mut rng = Rng(seed | 1);
-    let mut s = setup(CHAINS);
-    damage(&s, &mut rng, seed, Damage::Unreadable);
-    refused_then_repaired(&mut s);
+    let s = damaged_and_repaired(Damage::Unreadable);
     let kept_aside = std::fs::read_dir(s.node.data_dir())
         .expect("reading the data dir")
         .filter_map(Result::ok)

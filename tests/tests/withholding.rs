@@ -45,8 +45,11 @@ fn cluster(customer: &Chain, hide_log: bool) -> (TestNode, TestNode, TestNode) {
     (adversary, brand_node, control)
 }
 
-/// Grants at the adversary and waits until both nodes allow and the brand node is fresh.
-fn granted(customer: &mut Chain, adversary: &TestNode, brand_node: &TestNode, control: &TestNode) {
+/// The cluster of [`cluster`]; the customer grants at the adversary (both nodes then allow,
+/// the brand node fresh) and withdraws there, which the adversary hides from seq 2 on.
+fn withdrawn_at_adversary(label: &str, hide_log: bool) -> (Chain, TestNode, TestNode, TestNode) {
+    let mut customer = Chain::new(label);
+    let (adversary, brand_node, control) = cluster(&customer, hide_log);
     let brand = key("brand").public_key();
     adversary.submit(&customer.grant(brand, &[PURPOSE]), 201);
     wait_for(
@@ -58,16 +61,14 @@ fn granted(customer: &mut Chain, adversary: &TestNode, brand_node: &TestNode, co
                 && !brand_node.info().stale
         },
     );
+    adversary.submit(&customer.withdraw(brand, &[PURPOSE]), 201);
+    (customer, adversary, brand_node, control)
 }
 
 #[test]
 fn a_withdrawal_hidden_from_sync_comes_in_through_the_log_audit() {
     let brand = key("brand").public_key();
-    let mut customer = Chain::new("withheld-sync");
-    let (adversary, brand_node, control) = cluster(&customer, false);
-    granted(&mut customer, &adversary, &brand_node, &control);
-
-    adversary.submit(&customer.withdraw(brand, &[PURPOSE]), 201);
+    let (customer, adversary, brand_node, control) = withdrawn_at_adversary("withheld-sync", false);
     assert_eq!(
         adversary.check(&customer.id(), &brand, PURPOSE).status,
         "dpv:ConsentWithdrawn",
@@ -102,11 +103,7 @@ fn a_withdrawal_hidden_from_sync_comes_in_through_the_log_audit() {
 #[test]
 fn a_log_that_hides_a_withdrawal_is_caught_and_the_brand_node_goes_stale() {
     let brand = key("brand").public_key();
-    let mut customer = Chain::new("withheld-log");
-    let (adversary, brand_node, control) = cluster(&customer, true);
-    granted(&mut customer, &adversary, &brand_node, &control);
-
-    adversary.submit(&customer.withdraw(brand, &[PURPOSE]), 201);
+    let (customer, _adversary, brand_node, control) = withdrawn_at_adversary("withheld-log", true);
     wait_for(
         Duration::from_secs(20),
         "the audit catches the adversary",

@@ -24,7 +24,7 @@ use proto::chain::ForkProof;
 use proto::entry::Entry;
 use proto::keys::PublicKey;
 use proto::merkle::Frontier;
-use proto::note::{Checkpoint, Note};
+use proto::note::Checkpoint;
 use proto::sync::{
     Head, Request, Response, Want, FANOUT, MAX_ENTRIES, MAX_HEADS, MAX_MESSAGE, MAX_WANTS,
     TOPIC_ENTRIES,
@@ -34,6 +34,7 @@ use tokio_util::sync::CancellationToken;
 
 use super::NetHandle;
 use crate::ledger::{IngestError, Ledger};
+use crate::store::Store;
 
 /// Most differing subjects one round collects before it fetches.
 pub const MAX_ROUND_DIFFS: usize = 65_536;
@@ -128,7 +129,6 @@ impl Withhold {
             return None;
         }
         let real = crate::ledger::head_of(&rec);
-        use crate::store::Store;
         let shown = match self.from_seq - 1 {
             0 => None,
             seq => {
@@ -352,15 +352,15 @@ impl Syncer {
         };
         let verified = (|| {
             let text = std::str::from_utf8(&bytes).map_err(|e| e.to_string())?;
-            let note = Note::parse(text).map_err(|e| e.to_string())?;
-            let cp = Checkpoint::from_text(&note.text).map_err(|e| e.to_string())?;
+            // The peer's own log: the verifier of the origin that names the peer's key.
             let key =
                 super::witnessing::peer_key(&peer).ok_or("a peer id without an Ed25519 key")?;
-            if cp.origin != format!("{}{key}", proto::witness::NODE_ORIGIN_PREFIX) {
+            let origin = format!("{}{key}", proto::witness::NODE_ORIGIN_PREFIX);
+            let v = proto::witness::log_verifier(&origin).ok_or("a bad origin")?;
+            let (cp, _) = Checkpoint::open(text, &v).map_err(|e| e.to_string())?;
+            if cp.origin != origin {
                 return Err(format!("a checkpoint of another log ({})", cp.origin));
             }
-            let v = proto::witness::log_verifier(&cp.origin).ok_or("a bad origin")?;
-            note.verify(&v).map_err(|e| e.to_string())?;
             Ok::<_, String>(cp)
         })();
         verified.map_err(|e| {
@@ -416,9 +416,7 @@ impl Syncer {
         }
         // What this node cosigned for the peer's log, as a witness.
         let cosigned = match self.ledger.store().witness_held(&cp.origin) {
-            Ok(note) => note
-                .and_then(|n| Note::parse(&n).ok())
-                .and_then(|n| Checkpoint::from_text(&n.text).ok()),
+            Ok(note) => note.and_then(|n| crate::witness::held_of(&n)),
             Err(e) => return Err(failed(e.to_string())),
         };
         // Entries past the checkpoint read before the round may have arrived during it: only
@@ -449,10 +447,10 @@ impl Syncer {
         while frontier.size() < cp.size {
             if stats.requests >= MAX_AUDIT_REQUESTS {
                 // Keep the progress (the final root check covers every leaf read so far).
+                let audited = frontier.size();
                 self.keep_frontier(peer, frontier);
                 return Err(failed(format!(
-                    "audit budget spent; {} of {} positions audited, the next round goes on",
-                    self.audited_size(&peer),
+                    "audit budget spent; {audited} of {} positions audited, the next round goes on",
                     cp.size
                 )));
             }
@@ -500,24 +498,12 @@ impl Syncer {
                 }
             }
             let (positions, mine): (Vec<u64>, Vec<Entry>) = mine.into_iter().unzip();
-            for (r, position) in self
-                .ledger
-                .submit_many(mine)
-                .await
-                .into_iter()
-                .zip(positions)
-            {
-                match r {
-                    Ok(o) if o.status == SubmitStatus::Stored => {
-                        self.ledger.metrics().sync_entries.inc();
-                        if position < withheld_below {
-                            withheld += 1;
-                        }
-                    }
-                    Err(IngestError::Invalid(_)) => self.net.strike(peer, "sync_invalid_entry"),
-                    _ => {}
-                }
-            }
+            let stored = self.submit_fetched(peer, mine).await;
+            withheld += positions
+                .iter()
+                .zip(stored)
+                .filter(|(p, stored)| *stored && **p < withheld_below)
+                .count() as u64;
         }
         if frontier.root() != cp.root {
             return Err(AuditError::Caught(format!(
@@ -539,14 +525,6 @@ impl Syncer {
             }
             audits.insert(peer, frontier);
         }
-    }
-
-    fn audited_size(&self, peer: &PeerId) -> u64 {
-        self.audits
-            .lock()
-            .ok()
-            .and_then(|a| a.get(peer).map(Frontier::size))
-            .unwrap_or(0)
     }
 
     /// Whether an entry read from a peer's log belongs in this node's store: every entry for a
@@ -880,18 +858,30 @@ impl Syncer {
     /// Decodes and submits fetched entries; invalid ones are strikes against the peer.
     async fn ingest(&self, peer: PeerId, raw: Vec<Vec<u8>>, stats: &mut RoundStats) {
         let entries = self.decode_fetched(peer, raw);
-        for r in self.ledger.submit_many(entries).await {
-            match r {
+        let stored = self.submit_fetched(peer, entries).await;
+        stats.stored += stored.into_iter().filter(|s| *s).count() as u64;
+    }
+
+    /// Submits entries fetched from a peer; says of each whether it was stored (new here).
+    /// Invalid ones are strikes against the peer.
+    async fn submit_fetched(&self, peer: PeerId, entries: Vec<Entry>) -> Vec<bool> {
+        let results = self.ledger.submit_many(entries).await;
+        results
+            .into_iter()
+            .map(|r| match r {
                 Ok(o) if o.status == SubmitStatus::Stored => {
-                    stats.stored += 1;
                     self.ledger.metrics().sync_entries.inc();
+                    true
                 }
-                Err(IngestError::Invalid(_)) => self.net.strike(peer, "sync_invalid_entry"),
+                Err(IngestError::Invalid(_)) => {
+                    self.net.strike(peer, "sync_invalid_entry");
+                    false
+                }
                 // Duplicates, pending entries, forks, the other branch of a forked subject, and
                 // this node's own trouble are not the peer's fault.
-                _ => {}
-            }
-        }
+                _ => false,
+            })
+            .collect()
     }
 }
 
@@ -1000,7 +990,6 @@ pub async fn validate_gossip(
 
 /// Answers one sync request from the store (blocking reads), or as a witness.
 pub fn serve(server: &Server, req: Request) -> Response {
-    use crate::store::Store;
     let ledger = &server.ledger;
     let internal = |e: crate::store::StoreError| Response::Error {
         code: 3,
@@ -1064,22 +1053,13 @@ pub fn serve(server: &Server, req: Request) -> Response {
         },
         Request::LogEntries { start, limit } => {
             let hide_log = server.withhold.filter(|w| w.log);
-            let range = match ledger.store().log_range(start, usize::from(limit)) {
-                Ok(r) => r,
+            let page = match ledger.store().log_entries(start, usize::from(limit)) {
+                Ok(p) => p,
                 Err(e) => return internal(e),
             };
             let mut out = Vec::new();
             let mut bytes = 16usize;
-            for (_, hash) in range {
-                let e = match ledger.store().locate(&hash) {
-                    Ok(Some(loc)) => match ledger.store().entry(&loc.subject, loc.seq) {
-                        Ok(Some(e)) => e,
-                        Ok(None) => break,
-                        Err(e) => return internal(e),
-                    },
-                    Ok(None) => break,
-                    Err(e) => return internal(e),
-                };
+            for (_, _, e) in page {
                 if hide_log.is_some_and(|w| w.hides(&e)) {
                     continue;
                 }
