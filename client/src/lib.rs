@@ -56,6 +56,8 @@ pub struct Report {
     pub text: String,
     /// For machines (stdout with --json).
     pub json: serde_json::Value,
+    /// Already serialised JSON, printed instead of `json` when set (for a large report).
+    pub json_text: Option<String>,
     /// The exit code (0; 1 for a deny from `consent check`; 4 when `consent audit` finds
     /// anomalies, with the report printed).
     pub exit: u8,
@@ -69,6 +71,7 @@ impl Report {
         Report {
             text,
             json,
+            json_text: None,
             exit: error::EXIT_OK,
             notes: Vec::new(),
         }

@@ -11,7 +11,9 @@
 //! inconsistent checkpoint, a changed, dropped or reordered entry is caught); that checkpoints
 //! never shrink; and that every fork proof verifies. It then recomputes every subject's state.
 
-use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
+use std::collections::{hash_map, BTreeMap, BTreeSet, HashMap};
+
+use foldhash::{HashMapExt, HashSet, HashSetExt};
 
 use serde::{Deserialize, Serialize};
 
@@ -176,7 +178,7 @@ pub fn parse_export_line(line: &str) -> Result<ExportLine, String> {
 
 /// [`parse_export_line`] and, for an entry line, [`decode_entry_hex`]. An entry line that takes
 /// the direct path comes back with an empty `hex` (its bytes are in the decoded entry), which
-/// saves a copy of every entry; pass the decoded entries to [`audit_decoded`].
+/// saves a copy of every entry; pass the decoded entry to [`Replay::entry`].
 ///
 /// # Errors
 /// Why the line is not an export line.
@@ -185,7 +187,7 @@ pub fn parse_and_decode_line(line: &str) -> Result<(ExportLine, Option<DecodedEn
         // Valid hex has no quotes, escapes or control characters, so JSON would read the same
         // string; anything else takes the JSON path below.
         let mut bytes = vec![0u8; hex.len() / 2];
-        if hex.len() % 2 == 0 && hex::decode_to_slice(hex, &mut bytes).is_ok() {
+        if hex.len() % 2 == 0 && decode_hex(hex.as_bytes(), &mut bytes).is_ok() {
             return Ok((
                 ExportLine::Entry {
                     log_index,
@@ -246,14 +248,47 @@ pub type SignatureCheck = dyn Fn(&[Entry]) -> Vec<(usize, EntryError)>;
 
 /// Audits an export. `verify_signatures` checks every entry's signature and returns each failure
 /// (a caller can run it on all cores); [`verify_signatures_sequential`] is the simple one. `now` is
-/// used when no `at` is given.
+/// used when no `at` is given. This is [`Replay`] over the whole export at once.
 pub fn audit(
     lines: &[ExportLine],
     options: &AuditOptions,
     now: u64,
     verify_signatures: &SignatureCheck,
 ) -> AuditReport {
-    audit_decoded(lines, None, options, now, verify_signatures)
+    let decoded: Vec<Option<DecodedEntry>> = lines
+        .iter()
+        .map(|l| match l {
+            ExportLine::Entry { hex, .. } => Some(decode_entry_hex(hex)),
+            _ => None,
+        })
+        .collect();
+    let entries: Vec<Entry> = decoded
+        .iter()
+        .flatten()
+        .filter_map(|d| match d {
+            DecodedEntry::Ok(e, _) => Some(e.clone()),
+            DecodedEntry::Bad { .. } => None,
+        })
+        .collect();
+    let mut bad: HashMap<usize, EntryError> = verify_signatures(&entries).into_iter().collect();
+    let mut replay = Replay::new(options.clone());
+    let mut k = 0;
+    for (line, d) in lines.iter().zip(decoded) {
+        match (line, d) {
+            (ExportLine::Entry { log_index, .. }, Some(d)) => {
+                let signature = match &d {
+                    DecodedEntry::Ok(..) => {
+                        k += 1;
+                        bad.remove(&(k - 1)).map_or(Ok(()), Err)
+                    }
+                    DecodedEntry::Bad { .. } => Ok(()),
+                };
+                replay.entry(*log_index, d, signature);
+            }
+            (other, _) => replay.line(other.clone()),
+        }
+    }
+    replay.finish(now)
 }
 
 /// An entry line's bytes, decoded: the entry and its hash, or why they do not decode.
@@ -274,15 +309,22 @@ pub enum DecodedEntry {
 }
 
 /// Decodes one entry line's hex (what [`audit`] does for every entry line; a caller may run it
-/// on all cores and pass the results to [`audit_decoded`]).
+/// on all cores and pass the results to [`Replay::entry`]).
 pub fn decode_entry_hex(hex: &str) -> DecodedEntry {
-    match hex::decode(hex) {
-        Err(_) => DecodedEntry::Bad {
+    let mut b = vec![0u8; hex.len() / 2];
+    if !hex.len().is_multiple_of(2) || decode_hex(hex.as_bytes(), &mut b).is_err() {
+        return DecodedEntry::Bad {
             reason: "not hex".into(),
             leaf_input: crate::entry::hash_entry_bytes(&[]),
-        },
-        Ok(b) => decode_entry_bytes(&b),
+        };
     }
+    decode_entry_bytes(&b)
+}
+
+/// Hex to bytes (`out` is exactly half as long as `hex`), with the SIMD decoder of `faster-hex`:
+/// hex decoding was the largest cost of an audit after the signatures.
+fn decode_hex(hex: &[u8], out: &mut [u8]) -> Result<(), ()> {
+    faster_hex::hex_decode(hex, out).map_err(|_| ())
 }
 
 fn decode_entry_bytes(b: &[u8]) -> DecodedEntry {
@@ -298,29 +340,105 @@ fn decode_entry_bytes(b: &[u8]) -> DecodedEntry {
     }
 }
 
-/// [`audit`] with the entry lines already decoded: `decoded` holds one [`DecodedEntry`] per
-/// `ExportLine::Entry` of `lines`, in order (None: decode here, on this thread).
-pub fn audit_decoded(
-    lines: &[ExportLine],
-    decoded: Option<Vec<DecodedEntry>>,
-    options: &AuditOptions,
-    now: u64,
-    verify_signatures: &SignatureCheck,
-) -> AuditReport {
-    let mut decoded = decoded.map(Vec::into_iter);
-    let mut r = AuditReport::default();
-    let mut anomalies = Vec::new();
-    let mut header_vkey = None;
-    let mut declared_size = None;
-    let mut end_count = None;
-    let mut entries: Vec<Entry> = Vec::new();
-    // Entry hashes, computed once, parallel to `entries`.
-    let mut hashes: Vec<Hash> = Vec::new();
-    let mut leaves: Vec<Hash> = Vec::new();
-    let mut notes = Vec::new();
-    let mut split_views = Vec::new();
-    let mut forks = Vec::new();
-    for (i, line) in lines.iter().enumerate() {
+/// Verifies the signatures of the decoded entries among `decoded` in one batch (then alone where
+/// the batch fails), with signer keys kept in `cache` across calls, and returns one verdict per
+/// item of `decoded` (`Ok` for an entry that did not decode: there is no signature to check).
+pub fn verify_decoded(
+    decoded: &[DecodedEntry],
+    cache: &mut crate::sig::KeyCache,
+) -> Vec<Result<(), EntryError>> {
+    let entries: Vec<&Entry> = decoded
+        .iter()
+        .filter_map(|d| match d {
+            DecodedEntry::Ok(e, _) => Some(e),
+            DecodedEntry::Bad { .. } => None,
+        })
+        .collect();
+    let all_ok = crate::chain::verify_entry_refs(&entries, cache).is_ok();
+    decoded
+        .iter()
+        .map(|d| match d {
+            DecodedEntry::Ok(e, _) if !all_ok => crate::verify_entry(e),
+            _ => Ok(()),
+        })
+        .collect()
+}
+
+/// One subject's valid chain, as the replay goes.
+struct Chain {
+    head: ChainHead,
+    /// The state from the chain's entries up to `at` (all of them without `at`).
+    state: ConsentState,
+    /// An entry was issued after `at`: later ones are not applied (issued_at never decreases
+    /// along a chain, so the applied entries are a prefix).
+    past_at: bool,
+    /// Seq and hash of the chain's first entry and of every rotation: what a fork proof's key
+    /// history is checked against.
+    keys: Vec<(u64, Hash)>,
+}
+
+/// An audit fed one export line at a time, in export order: what [`audit`] does over a whole
+/// export. `consent audit` feeds it parts of a large export as its workers finish parsing them
+/// and checking their signatures, so that the replay overlaps with that work.
+///
+/// Entries are checked as they come (log index, decoding, signature, duplicates, chain links and
+/// signers) and folded into their subject's state; only each chain's head, state and key
+/// history are kept, besides one Merkle leaf per entry. [`Replay::finish`] then checks the tree
+/// against every checkpoint, the checkpoints' signatures and cosignatures, the fork and
+/// split-view proofs and the counts, and reports the states.
+pub struct Replay {
+    options: AuditOptions,
+    lines: u64,
+    anomalies: Vec<String>,
+    header_vkey: Option<String>,
+    declared_size: Option<u64>,
+    end_count: Option<u64>,
+    leaves: Vec<Hash>,
+    /// The tree over `leaves`, kept as they come: its root is the whole log's.
+    frontier: merkle::Frontier,
+    notes: Vec<String>,
+    forks: Vec<String>,
+    split_views: Vec<crate::witness::SplitView>,
+    kinds: BTreeMap<String, u64>,
+    signatures_ok: u64,
+    seen: HashSet<Hash>,
+    chains: foldhash::HashMap<PublicKey, Chain>,
+    broken: HashSet<PublicKey>,
+    controllers: BTreeSet<PublicKey>,
+}
+
+impl Replay {
+    /// A replay that will report under `options`.
+    pub fn new(options: AuditOptions) -> Self {
+        Replay {
+            options,
+            lines: 0,
+            anomalies: Vec::new(),
+            header_vkey: None,
+            declared_size: None,
+            end_count: None,
+            leaves: Vec::new(),
+            frontier: merkle::Frontier::new(),
+            notes: Vec::new(),
+            forks: Vec::new(),
+            split_views: Vec::new(),
+            kinds: BTreeMap::new(),
+            signatures_ok: 0,
+            seen: HashSet::new(),
+            chains: foldhash::HashMap::new(),
+            broken: HashSet::new(),
+            controllers: BTreeSet::new(),
+        }
+    }
+
+    /// Entry lines replayed so far.
+    pub fn entries(&self) -> u64 {
+        self.leaves.len() as u64
+    }
+
+    /// The next line of the export. An entry line is decoded and its signature checked here,
+    /// alone; [`Replay::entry`] takes one already decoded and checked.
+    pub fn line(&mut self, line: ExportLine) {
         match line {
             ExportLine::Header {
                 format,
@@ -328,307 +446,416 @@ pub fn audit_decoded(
                 size,
                 ..
             } => {
-                if i != 0 {
-                    anomalies.push(format!("line {}: header not on the first line", i + 1));
+                if self.lines != 0 {
+                    self.anomalies.push(format!(
+                        "line {}: header not on the first line",
+                        self.lines + 1
+                    ));
                 }
                 if format != EXPORT_FORMAT {
-                    anomalies.push(format!("unknown export format {format:?}"));
+                    self.anomalies
+                        .push(format!("unknown export format {format:?}"));
                 }
-                header_vkey = Some(log_vkey.clone());
-                declared_size = Some(*size);
+                self.header_vkey = Some(log_vkey);
+                self.declared_size = Some(size);
             }
             ExportLine::Entry { log_index, hex } => {
-                let expected = leaves.len() as u64;
-                if *log_index != expected {
-                    anomalies.push(format!(
-                        "log index {log_index} where {expected} was expected (entries dropped, repeated or reordered)"
-                    ));
-                }
-                let d = decoded
-                    .as_mut()
-                    .and_then(Iterator::next)
-                    .unwrap_or_else(|| decode_entry_hex(hex));
-                match d {
-                    DecodedEntry::Ok(e, h) => {
-                        leaves.push(merkle::leaf_hash(h.as_bytes()));
-                        hashes.push(h);
-                        entries.push(e);
-                    }
-                    DecodedEntry::Bad { reason, leaf_input } => {
-                        anomalies.push(format!(
-                            "log index {log_index}: entry does not decode: {reason}"
-                        ));
-                        // Keep the position so later indices and the tree stay aligned: the leaf
-                        // of undecodable bytes is the hash over their domain-tagged bytes.
-                        leaves.push(merkle::leaf_hash(leaf_input.as_bytes()));
-                    }
-                }
+                let d = decode_entry_hex(&hex);
+                let signature = match &d {
+                    DecodedEntry::Ok(e, _) => crate::verify_entry(e),
+                    DecodedEntry::Bad { .. } => Ok(()),
+                };
+                return self.entry(log_index, d, signature);
             }
-            ExportLine::Checkpoint { note } => notes.push(note.clone()),
-            ExportLine::Fork { hex } => forks.push(hex.clone()),
-            ExportLine::SplitView { a, b } => split_views.push(crate::witness::SplitView {
-                a: a.clone(),
-                b: b.clone(),
-            }),
-            ExportLine::End { entries: n } => end_count = Some(*n),
+            ExportLine::Checkpoint { note } => self.notes.push(note),
+            ExportLine::Fork { hex } => self.forks.push(hex),
+            ExportLine::SplitView { a, b } => {
+                self.split_views.push(crate::witness::SplitView { a, b });
+            }
+            ExportLine::End { entries } => self.end_count = Some(entries),
         }
-    }
-    let n = leaves.len() as u64;
-    r.entries = n;
-    if header_vkey.is_none() {
-        anomalies.push("no header line".into());
-    }
-    if declared_size.is_some_and(|s| s != n) {
-        anomalies.push(format!(
-            "header declares {} entries, the export has {n}",
-            declared_size.unwrap_or(0)
-        ));
-    }
-    match end_count {
-        None => anomalies.push("no end line: the export is truncated".into()),
-        Some(c) if c != n => {
-            anomalies.push(format!("end line counts {c} entries, the export has {n}"))
-        }
-        Some(_) => {}
+        self.lines += 1;
     }
 
-    // Signatures, all at once.
-    let bad_sigs = verify_signatures(&entries);
-    let bad_set: HashSet<usize> = bad_sigs.iter().map(|(i, _)| *i).collect();
-    for (i, e) in &bad_sigs {
-        anomalies.push(format!(
-            "entry {} (subject {}, seq {}): {e}",
-            entries[*i].hash(),
-            entries[*i].subject(),
-            entries[*i].seq()
-        ));
-    }
-    r.signatures_ok = entries.len() as u64 - bad_sigs.len() as u64;
-
-    // Chains, in log order.
-    let mut heads: HashMap<PublicKey, ChainHead> = HashMap::new();
-    let mut broken: HashSet<PublicKey> = HashSet::new();
-    // Each subject's valid chain, as indices into `entries` (no copies).
-    let mut chains: BTreeMap<PublicKey, Vec<usize>> = BTreeMap::new();
-    let mut seen: HashSet<Hash> = HashSet::new();
-    let mut controllers: BTreeSet<PublicKey> = BTreeSet::new();
-    for (i, e) in entries.iter().enumerate() {
-        let hash = hashes[i];
-        *r.kinds.entry(e.kind().as_str().to_owned()).or_default() += 1;
+    /// The next line of the export, an entry line at `log_index`, decoded, with its signature's
+    /// verdict (see [`verify_decoded`]).
+    pub fn entry(
+        &mut self,
+        log_index: u64,
+        decoded: DecodedEntry,
+        signature: Result<(), EntryError>,
+    ) {
+        self.lines += 1;
+        let expected = self.leaves.len() as u64;
+        if log_index != expected {
+            self.anomalies.push(format!(
+                "log index {log_index} where {expected} was expected (entries dropped, repeated or reordered)"
+            ));
+        }
+        let (e, hash) = match decoded {
+            DecodedEntry::Ok(e, h) => (e, h),
+            DecodedEntry::Bad { reason, leaf_input } => {
+                self.anomalies.push(format!(
+                    "log index {log_index}: entry does not decode: {reason}"
+                ));
+                // Keep the position so later indices and the tree stay aligned: the leaf of
+                // undecodable bytes is the hash over their domain-tagged bytes.
+                self.push_leaf(merkle::leaf_hash(leaf_input.as_bytes()));
+                return;
+            }
+        };
+        self.push_leaf(merkle::leaf_hash(hash.as_bytes()));
+        let kind = e.kind().as_str();
+        match self.kinds.get_mut(kind) {
+            Some(n) => *n += 1,
+            None => {
+                self.kinds.insert(kind.to_owned(), 1);
+            }
+        }
         if let Some(k) = e.content.body.consent() {
-            controllers.insert(k.controller);
+            self.controllers.insert(k.controller);
         }
         let subject = e.subject();
-        if !seen.insert(hash) {
-            anomalies.push(format!("entry {hash} appears twice"));
-            continue;
-        }
-        if bad_set.contains(&i) || broken.contains(&subject) {
-            broken.insert(subject);
-            continue;
-        }
-        let res = match heads.get_mut(&subject) {
-            None => ChainHead::genesis_unverified(e).map(|h| {
-                heads.insert(subject, h);
-            }),
-            Some(h) => h.check_next_unsigned(e).map(|()| h.advance(e, hash)),
-        };
-        match res {
-            Ok(()) => chains.entry(subject).or_default().push(i),
+        let signed = match signature {
+            Ok(()) => {
+                self.signatures_ok += 1;
+                true
+            }
             Err(err) => {
-                anomalies.push(format!("subject {subject}: {err}"));
-                broken.insert(subject);
-            }
-        }
-    }
-    r.subjects = heads.len().max(chains.len()) as u64;
-    r.controllers = controllers.len() as u64;
-
-    // Merkle tree and checkpoints.
-    r.tree_root = Some(merkle::root(&leaves[..], n));
-    // Roots at every checkpointed size, in one pass over the leaves (a node may have signed a
-    // checkpoint at many sizes; recomputing each from scratch would be quadratic).
-    let mut sizes: Vec<u64> = Vec::new();
-    for note in &notes {
-        if let Some(size) = crate::note::Note::parse(note)
-            .ok()
-            .and_then(|nt| Checkpoint::from_text(&nt.text).ok())
-            .map(|c| c.size)
-        {
-            sizes.push(size);
-        }
-    }
-    let roots_at = prefix_roots(&leaves, &sizes);
-    let embedded = header_vkey
-        .as_deref()
-        .and_then(|v| Verifier::from_vkey(v).ok());
-    let verifier = options.trusted.clone().or(embedded);
-    let mut last_size = 0;
-    for note in &notes {
-        let parsed = crate::note::Note::parse(note)
-            .map_err(|e| e.to_string())
-            .and_then(|nt| {
-                Checkpoint::from_text(&nt.text)
-                    .map(|c| (nt, c))
-                    .map_err(|e| e.to_string())
-            });
-        let (nt, cp) = match parsed {
-            Ok(x) => x,
-            Err(e) => {
-                anomalies.push(format!("checkpoint does not parse: {e}"));
-                continue;
+                self.anomalies.push(format!(
+                    "entry {hash} (subject {subject}, seq {}): {err}",
+                    e.seq()
+                ));
+                false
             }
         };
-        let signature_ok = verifier.as_ref().is_some_and(|v| nt.verify(v).is_ok());
-        if !signature_ok {
+        if !self.seen.insert(hash) {
+            self.anomalies.push(format!("entry {hash} appears twice"));
+            return;
+        }
+        if !signed || self.broken.contains(&subject) {
+            self.broken.insert(subject);
+            return;
+        }
+        let chain = match self.chains.entry(subject) {
+            hash_map::Entry::Occupied(c) => {
+                let c = c.into_mut();
+                match c.head.check_next_unsigned(&e) {
+                    Ok(()) => {
+                        c.head.advance(&e, hash);
+                        c
+                    }
+                    Err(err) => {
+                        self.anomalies.push(format!("subject {subject}: {err}"));
+                        self.broken.insert(subject);
+                        return;
+                    }
+                }
+            }
+            hash_map::Entry::Vacant(v) => match ChainHead::genesis_unverified(&e) {
+                Ok(head) => v.insert(Chain {
+                    head,
+                    state: ConsentState::new(),
+                    past_at: false,
+                    keys: Vec::new(),
+                }),
+                Err(err) => {
+                    self.anomalies.push(format!("subject {subject}: {err}"));
+                    self.broken.insert(subject);
+                    return;
+                }
+            },
+        };
+        if !chain.past_at {
+            if self.options.at.is_some_and(|t| e.content.issued_at > t) {
+                chain.past_at = true;
+            } else {
+                chain.state.apply(&e, hash);
+            }
+        }
+        if e.seq() == 1 || e.kind() == crate::entry::Kind::Rotate {
+            chain.keys.push((e.seq(), hash));
+        }
+    }
+
+    fn push_leaf(&mut self, leaf: Hash) {
+        self.leaves.push(leaf);
+        self.frontier.push(leaf);
+    }
+
+    /// Checks what needs the whole export (counts, the Merkle tree against every checkpoint,
+    /// signatures and cosignatures of the checkpoints, fork and split-view proofs) and reports,
+    /// with every state. `now` is the time states are judged at when no `at` was given.
+    pub fn finish(self, now: u64) -> AuditReport {
+        let (mut report, states) = self.finish_checks(now);
+        report.states = states.lines(0..states.len());
+        report
+    }
+
+    /// [`Replay::finish`] without the states: the report (its `states` empty) and what the
+    /// states are computed from, so that a caller can compute them in parts, on all cores
+    /// ([`States::lines`]).
+    pub fn finish_checks(self, now: u64) -> (AuditReport, States) {
+        let Replay {
+            options,
+            mut anomalies,
+            header_vkey,
+            declared_size,
+            end_count,
+            leaves,
+            frontier,
+            notes,
+            forks,
+            split_views,
+            kinds,
+            signatures_ok,
+            chains,
+            controllers,
+            ..
+        } = self;
+        let mut r = AuditReport {
+            kinds,
+            signatures_ok,
+            ..AuditReport::default()
+        };
+        let n = leaves.len() as u64;
+        r.entries = n;
+        if header_vkey.is_none() {
+            anomalies.push("no header line".into());
+        }
+        if declared_size.is_some_and(|s| s != n) {
             anomalies.push(format!(
-                "checkpoint at size {}: signature does not verify",
-                cp.size
+                "header declares {} entries, the export has {n}",
+                declared_size.unwrap_or(0)
             ));
         }
-        let matches_log = roots_at.get(&cp.size) == Some(&cp.root);
-        if !matches_log {
-            anomalies.push(format!(
-                "checkpoint at size {}: root {} is not the root of the exported log at that size (history rewritten, or the checkpoint is inconsistent)",
-                cp.size, cp.root
-            ));
+        match end_count {
+            None => anomalies.push("no end line: the export is truncated".into()),
+            Some(c) if c != n => {
+                anomalies.push(format!("end line counts {c} entries, the export has {n}"))
+            }
+            Some(_) => {}
         }
-        if cp.size < last_size {
-            anomalies.push(format!(
-                "checkpoint at size {} follows one at size {last_size}",
-                cp.size
-            ));
+        r.subjects = chains.len() as u64;
+        r.controllers = controllers.len() as u64;
+
+        // Merkle tree and checkpoints: the whole log's root was kept as the leaves came; the
+        // roots at every smaller checkpointed size come from one pass over the leaves (a node
+        // may have signed a checkpoint at many sizes; recomputing each from scratch would be
+        // quadratic).
+        let mut sizes: Vec<u64> = Vec::new();
+        for note in &notes {
+            if let Some(size) = crate::note::Note::parse(note)
+                .ok()
+                .and_then(|nt| Checkpoint::from_text(&nt.text).ok())
+                .map(|c| c.size)
+                .filter(|s| *s < n)
+            {
+                sizes.push(size);
+            }
         }
-        last_size = last_size.max(cp.size);
-        // Cosignatures by consent-ledger witnesses (their key is in their name); other signature
-        // lines are ignored.
-        let mut cosigners = Vec::new();
-        for s in &nt.signatures {
-            let Some(key) = s
-                .name
-                .strip_prefix(crate::witness::WITNESS_NAME_PREFIX)
-                .and_then(|h| h.parse::<PublicKey>().ok())
-            else {
-                continue;
+        let mut roots_at = prefix_roots(&leaves, &sizes);
+        roots_at.insert(n, frontier.root());
+        r.tree_root = Some(frontier.root());
+        let embedded = header_vkey
+            .as_deref()
+            .and_then(|v| Verifier::from_vkey(v).ok());
+        let verifier = options.trusted.clone().or(embedded);
+        let mut last_size = 0;
+        for note in &notes {
+            let parsed = crate::note::Note::parse(note)
+                .map_err(|e| e.to_string())
+                .and_then(|nt| {
+                    Checkpoint::from_text(&nt.text)
+                        .map(|c| (nt, c))
+                        .map_err(|e| e.to_string())
+                });
+            let (nt, cp) = match parsed {
+                Ok(x) => x,
+                Err(e) => {
+                    anomalies.push(format!("checkpoint does not parse: {e}"));
+                    continue;
+                }
             };
-            let c = crate::witness::Cosigner::of_key(key);
-            if s.id != c.id() || cosigners.contains(&c.name) {
-                continue;
+            let signature_ok = verifier.as_ref().is_some_and(|v| nt.verify(v).is_ok());
+            if !signature_ok {
+                anomalies.push(format!(
+                    "checkpoint at size {}: signature does not verify",
+                    cp.size
+                ));
             }
-            match c.verify(&nt) {
-                Ok(_) => cosigners.push(c.name),
-                Err(e) => anomalies.push(format!(
-                    "checkpoint at size {}: cosignature by {}: {e}",
-                    cp.size, c.name
-                )),
+            let matches_log = roots_at.get(&cp.size) == Some(&cp.root);
+            if !matches_log {
+                anomalies.push(format!(
+                    "checkpoint at size {}: root {} is not the root of the exported log at that size (history rewritten, or the checkpoint is inconsistent)",
+                    cp.size, cp.root
+                ));
             }
-        }
-        r.checkpoints.push(CheckpointReport {
-            size: cp.size,
-            root: cp.root,
-            signature_ok,
-            matches_log,
-            cosigners,
-        });
-    }
-    if notes.is_empty() {
-        anomalies.push("no checkpoint in the export".into());
-    }
-
-    // Fork proofs: valid alone, and against the exported chain's keys where it is present.
-    let mut forked: BTreeSet<PublicKey> = BTreeSet::new();
-    for h in &forks {
-        let proof = hex::decode(h)
-            .map_err(|_| "not hex".to_owned())
-            .and_then(|b| ForkProof::from_bytes(&b).map_err(|e| e.to_string()));
-        match proof {
-            Ok(p) => {
-                let chain = chains.get(&p.subject());
-                let against_chain = chain.is_none_or(|c| {
-                    let prefix: Vec<Entry> = c
-                        .iter()
-                        .map(|&i| &entries[i])
-                        .filter(|e| e.seq() < p.seq())
-                        .cloned()
-                        .collect();
-                    let hist = crate::chain::key_history(&prefix, p.seq());
-                    hist.len() == p.key_history.len()
-                        && hist
-                            .iter()
-                            .zip(&p.key_history)
-                            .all(|(x, y)| x.hash() == y.hash())
-                });
-                if against_chain {
-                    forked.insert(p.subject());
-                } else {
-                    anomalies.push(format!(
-                        "fork proof for subject {} at seq {}: its key history differs from the chain's",
-                        p.subject(),
-                        p.seq()
-                    ));
+            if cp.size < last_size {
+                anomalies.push(format!(
+                    "checkpoint at size {} follows one at size {last_size}",
+                    cp.size
+                ));
+            }
+            last_size = last_size.max(cp.size);
+            // Cosignatures by consent-ledger witnesses (their key is in their name); other
+            // signature lines are ignored.
+            let mut cosigners = Vec::new();
+            for s in &nt.signatures {
+                let Some(key) = s
+                    .name
+                    .strip_prefix(crate::witness::WITNESS_NAME_PREFIX)
+                    .and_then(|h| h.parse::<PublicKey>().ok())
+                else {
+                    continue;
+                };
+                let c = crate::witness::Cosigner::of_key(key);
+                if s.id != c.id() || cosigners.contains(&c.name) {
+                    continue;
+                }
+                match c.verify(&nt) {
+                    Ok(_) => cosigners.push(c.name),
+                    Err(e) => anomalies.push(format!(
+                        "checkpoint at size {}: cosignature by {}: {e}",
+                        cp.size, c.name
+                    )),
                 }
             }
-            Err(e) => anomalies.push(format!("fork proof does not verify: {e}")),
-        }
-    }
-    r.forked_subjects = forked.iter().copied().collect();
-
-    // Split-view proofs: each must verify; one about this very log is an anomaly of the log.
-    let own_origin = verifier.as_ref().map(|v| v.name.clone());
-    for p in &split_views {
-        match p.verify() {
-            Ok((cp, _)) => {
-                if own_origin.as_deref() == Some(cp.origin.as_str()) {
-                    anomalies.push(format!(
-                        "split view: this log signed two different roots for size {}",
-                        cp.size
-                    ));
-                }
-                r.split_views.push(SplitViewLine {
-                    id: p.id(),
-                    origin: cp.origin,
-                    size: cp.size,
-                });
-            }
-            Err(e) => anomalies.push(format!("split-view proof does not verify: {e}")),
-        }
-    }
-
-    // States.
-    let judged_at = options.at.unwrap_or(now);
-    r.judged_at = judged_at;
-    for (subject, chain) in &chains {
-        // The chain's entries up to `at` (a prefix: issued_at never decreases along a chain),
-        // with the hashes computed once at decoding.
-        let mut state = ConsentState::new();
-        for &i in chain {
-            let e = &entries[i];
-            if options.at.is_some_and(|t| e.content.issued_at > t) {
-                break;
-            }
-            state.apply(e, hashes[i]);
-        }
-        for (controller, purpose, d) in state.all(judged_at) {
-            if options.controller.is_some_and(|c| c != controller) {
-                continue;
-            }
-            let forked_now = forked.contains(subject);
-            r.states.push(StateLine {
-                subject: *subject,
-                controller,
-                purpose,
-                status: if forked_now {
-                    "forked".into()
-                } else {
-                    d.status.dpv().into()
-                },
-                seq: if forked_now { None } else { d.seq },
+            r.checkpoints.push(CheckpointReport {
+                size: cp.size,
+                root: cp.root,
+                signature_ok,
+                matches_log,
+                cosigners,
             });
         }
+        if notes.is_empty() {
+            anomalies.push("no checkpoint in the export".into());
+        }
+
+        // Fork proofs: valid alone, and against the exported chain's keys where it is present.
+        let mut forked: BTreeSet<PublicKey> = BTreeSet::new();
+        for h in &forks {
+            let proof = hex::decode(h)
+                .map_err(|_| "not hex".to_owned())
+                .and_then(|b| ForkProof::from_bytes(&b).map_err(|e| e.to_string()));
+            match proof {
+                Ok(p) => {
+                    // The chain's first entry and rotations before the fork's seq, as the
+                    // proof's key history must list them.
+                    let against_chain = chains.get(&p.subject()).is_none_or(|c| {
+                        let hist: Vec<Hash> = c
+                            .keys
+                            .iter()
+                            .filter(|(seq, _)| *seq < p.seq() && p.seq() > 1)
+                            .map(|(_, h)| *h)
+                            .collect();
+                        hist.len() == p.key_history.len()
+                            && hist.iter().zip(&p.key_history).all(|(x, y)| *x == y.hash())
+                    });
+                    if against_chain {
+                        forked.insert(p.subject());
+                    } else {
+                        anomalies.push(format!(
+                            "fork proof for subject {} at seq {}: its key history differs from the chain's",
+                            p.subject(),
+                            p.seq()
+                        ));
+                    }
+                }
+                Err(e) => anomalies.push(format!("fork proof does not verify: {e}")),
+            }
+        }
+        r.forked_subjects = forked.iter().copied().collect();
+
+        // Split-view proofs: each must verify; one about this very log is an anomaly of the log.
+        let own_origin = verifier.as_ref().map(|v| v.name.clone());
+        for p in &split_views {
+            match p.verify() {
+                Ok((cp, _)) => {
+                    if own_origin.as_deref() == Some(cp.origin.as_str()) {
+                        anomalies.push(format!(
+                            "split view: this log signed two different roots for size {}",
+                            cp.size
+                        ));
+                    }
+                    r.split_views.push(SplitViewLine {
+                        id: p.id(),
+                        origin: cp.origin,
+                        size: cp.size,
+                    });
+                }
+                Err(e) => anomalies.push(format!("split-view proof does not verify: {e}")),
+            }
+        }
+
+        // States, by subject.
+        let judged_at = options.at.unwrap_or(now);
+        r.judged_at = judged_at;
+        let mut chains: Vec<(PublicKey, ConsentState)> =
+            chains.into_iter().map(|(s, c)| (s, c.state)).collect();
+        chains.sort_unstable_by_key(|(s, _)| *s);
+        r.ok = anomalies.is_empty();
+        r.anomalies = anomalies;
+        let states = States {
+            chains,
+            forked,
+            judged_at,
+            controller: options.controller,
+        };
+        (r, states)
     }
-    r.ok = anomalies.is_empty();
-    r.anomalies = anomalies;
-    r
+}
+
+/// Every subject's consent state at the end of a replay, from which [`States::lines`] reports.
+pub struct States {
+    /// By subject.
+    chains: Vec<(PublicKey, ConsentState)>,
+    forked: BTreeSet<PublicKey>,
+    judged_at: u64,
+    controller: Option<PublicKey>,
+}
+
+impl States {
+    /// Subjects with a state.
+    pub fn len(&self) -> usize {
+        self.chains.len()
+    }
+
+    /// Whether no subject has a state.
+    pub fn is_empty(&self) -> bool {
+        self.chains.is_empty()
+    }
+
+    /// The state lines of the subjects at `range` (positions in subject order; see
+    /// [`States::len`]): one per (subject, controller, purpose) that some entry names, with its
+    /// status at the judging time (`forked` for a subject with a fork proof).
+    pub fn lines(&self, range: std::ops::Range<usize>) -> Vec<StateLine> {
+        let mut out = Vec::new();
+        let Some(chains) = self.chains.get(range) else {
+            return out;
+        };
+        for (subject, state) in chains {
+            let forked_now = self.forked.contains(subject);
+            for (controller, purpose, d) in state.all(self.judged_at) {
+                if self.controller.is_some_and(|c| c != controller) {
+                    continue;
+                }
+                out.push(StateLine {
+                    subject: *subject,
+                    controller,
+                    purpose,
+                    status: if forked_now {
+                        "forked".into()
+                    } else {
+                        d.status.dpv().into()
+                    },
+                    seq: if forked_now { None } else { d.seq },
+                });
+            }
+        }
+        out
+    }
 }
 
 /// The Merkle roots of the prefixes of `leaves` at each of `sizes` (sizes beyond the leaves are

@@ -257,6 +257,17 @@ pub fn verify_entries_cached(
     entries: &[Entry],
     cache: &mut sig::KeyCache,
 ) -> Result<(), (usize, EntryError)> {
+    verify_entry_refs(&entries.iter().collect::<Vec<_>>(), cache)
+}
+
+/// [`verify_entries_cached`] over entries held elsewhere (same verdicts).
+///
+/// # Errors
+/// The index of the first invalid entry and why.
+pub fn verify_entry_refs(
+    entries: &[&Entry],
+    cache: &mut sig::KeyCache,
+) -> Result<(), (usize, EntryError)> {
     for (i, e) in entries.iter().enumerate() {
         // Entries built in memory have not been through the decoder: apply the form rules too.
         e.content

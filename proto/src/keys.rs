@@ -54,6 +54,16 @@ impl<'de, const N: usize> serde::de::Visitor<'de> for BytesVisitor<N> {
     }
 }
 
+/// `bytes` as lowercase hex in `buf` (exactly twice as long), with `faster-hex`'s SIMD encoder:
+/// keys and hashes are printed by the hundred thousand in exports, audits and answers.
+fn lower_hex<'a>(bytes: &[u8], buf: &'a mut [u8]) -> &'a str {
+    match faster_hex::hex_encode(bytes, buf) {
+        Ok(s) => s,
+        // Unreachable: `buf` is always twice as long as `bytes`.
+        Err(_) => "",
+    }
+}
+
 macro_rules! byte_newtype {
     ($(#[$meta:meta])* $name:ident, $len:expr, $what:literal) => {
         $(#[$meta])*
@@ -82,7 +92,8 @@ macro_rules! byte_newtype {
 
         impl fmt::Display for $name {
             fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-                f.write_str(&hex::encode(self.0))
+                let mut buf = [0u8; 2 * $len];
+                f.write_str(lower_hex(&self.0, &mut buf))
             }
         }
 
@@ -105,7 +116,8 @@ macro_rules! byte_newtype {
         impl Serialize for $name {
             fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
                 if serializer.is_human_readable() {
-                    serializer.collect_str(self)
+                    let mut buf = [0u8; 2 * $len];
+                    serializer.serialize_str(lower_hex(&self.0, &mut buf))
                 } else {
                     serializer.serialize_bytes(&self.0)
                 }

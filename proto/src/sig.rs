@@ -22,7 +22,7 @@
 //! same arithmetic (and SIMD backend) that ed25519-dalek uses, so the batch runs as fast as
 //! ed25519-dalek's own.
 
-use std::collections::HashMap;
+use foldhash::{HashMap, HashMapExt};
 
 use curve25519_dalek::edwards::{CompressedEdwardsY, EdwardsPoint};
 use curve25519_dalek::scalar::Scalar;

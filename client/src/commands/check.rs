@@ -133,6 +133,7 @@ pub fn run(ctx: &Ctx, q: &Question<'_>) -> Result<Report> {
     Ok(Report {
         text,
         json,
+        json_text: None,
         exit,
         notes,
     })

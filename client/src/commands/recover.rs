@@ -330,6 +330,7 @@ pub fn run(ctx: &Ctx, extra: &[String], no_passphrase: bool) -> Result<Report> {
             "encrypted": ks.is_encrypted(),
             "controllers": rows,
         }),
+        json_text: None,
         exit,
         notes: Vec::new(),
     })
