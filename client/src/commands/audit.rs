@@ -1,12 +1,14 @@
 //! `consent audit`: replay a node's whole export (`GET /v1/log/export`, or a file written by
 //! `consent-node export`) with `proto::audit::Replay`, and report every anomaly.
 //!
-//! The export is read into memory and cut at line ends into parts of about [`PART_BYTES`]. One
-//! worker per available core takes the next part, parses and decodes its lines and verifies its
-//! entries' signatures in one batch (signer keys cached per worker); the calling thread feeds the
-//! finished parts, in order, to the replay (log indices, chains, states, Merkle leaves), so the
-//! replay overlaps with the workers. A progress line is drawn on standard error, in place, when it
-//! is a terminal or the export has more than [`PROGRESS_ABOVE`] entries.
+//! The export is split into parts of about [`PART_BYTES`], each holding whole lines. One worker
+//! per available core takes the next part, reads it (a file is read by the workers themselves,
+//! each its own parts; a node's answer is downloaded into memory first), parses and decodes its
+//! lines and verifies its entries' signatures in one batch (signer keys cached per worker). The
+//! calling thread feeds the finished parts, in order, to the replay (log indices, chains, states,
+//! the Merkle tree), so the replay overlaps with the workers; at most two parts per worker wait
+//! for it. The states are then computed on all cores. A progress line is drawn on standard error,
+//! in place, when it is a terminal or the export has more than [`PROGRESS_ABOVE`] entries.
 
 use std::borrow::Cow;
 use std::cell::Cell;
@@ -73,50 +75,60 @@ pub fn run(ctx: &Ctx, o: &Options<'_>) -> Result<Report> {
     let controller = o.controller.map(|c| ctx.controller(c)).transpose()?;
     let progress = Progress::new(std::io::stderr().is_terminal(), started);
 
-    let (source, bytes) = match o.file {
-        Some(p) => {
-            let name = p.display().to_string();
-            let f = std::fs::File::open(p).map_err(|e| Error::io(format!("opening {name}"), e))?;
-            let size = f.metadata().map_or(0, |m| m.len());
-            let bytes = read_export(f, size, &progress, &|e| {
-                Error::io(format!("reading {name}"), e)
-            })?;
-            (name, bytes)
-        }
-        None => {
-            let node = ctx.node()?;
-            let url = node.url().to_owned();
-            let body = node.export()?;
-            let bytes = read_export(body, 0, &progress, &|e| Error::NodeUnreachable {
-                url: url.clone(),
-                message: format!("the export broke off: {e}"),
-            })?;
-            (format!("{url}/v1/log/export"), bytes)
-        }
-    };
     let threads = std::thread::available_parallelism().map_or(1, std::num::NonZeroUsize::get);
-    // Valid UTF-8 is read in place; anything else has its bad bytes replaced (and then fails to
-    // parse, line by line).
-    let text = match std::str::from_utf8(&bytes) {
-        Ok(t) => Cow::Borrowed(t),
-        Err(_) => String::from_utf8_lossy(&bytes),
-    };
     // Checkpoints are checked against the pinned key, else against the header's (in the replay).
     let options = AuditOptions {
         at,
         controller,
         trusted: trusted.clone(),
     };
-    let replayed = replay_text(&text, options, threads, PART_BYTES, &progress).map_err(|m| {
-        if o.file.is_some() {
-            Error::BadFile {
-                path: source.clone(),
-                message: m,
+    // A file is read by the workers, each its own parts; a node's answer is read into memory.
+    let (source, replayed) = match o.file {
+        Some(p) => {
+            let name = p.display().to_string();
+            let file =
+                std::fs::File::open(p).map_err(|e| Error::io(format!("opening {name}"), e))?;
+            let len = file
+                .metadata()
+                .map_err(|e| Error::io(format!("reading {name}"), e))?
+                .len();
+            if len > MAX_EXPORT {
+                return Err(too_large());
             }
-        } else {
-            Error::Unverified(format!("{source}: {m}"))
+            let input = Input::File {
+                file: &file,
+                len,
+                part_bytes: PART_BYTES as u64,
+            };
+            let replayed = replay(&input, options, threads, &progress).map_err(|e| match e {
+                Failure::Read(e) => Error::io(format!("reading {name}"), e),
+                Failure::NotExport(m) => Error::BadFile {
+                    path: name.clone(),
+                    message: m,
+                },
+            })?;
+            (name, replayed)
         }
-    })?;
+        None => {
+            let node = ctx.node()?;
+            let url = node.url().to_owned();
+            let body = node.export()?;
+            let bytes = read_export(body, &progress, &|e| Error::NodeUnreachable {
+                url: url.clone(),
+                message: format!("the export broke off: {e}"),
+            })?;
+            let source = format!("{url}/v1/log/export");
+            let replayed = replay_text(&utf8(bytes), options, threads, PART_BYTES, &progress)
+                .map_err(|e| match e {
+                    Failure::Read(e) => Error::NodeUnreachable {
+                        url: url.clone(),
+                        message: e.to_string(),
+                    },
+                    Failure::NotExport(m) => Error::Unverified(format!("{source}: {m}")),
+                })?;
+            (source, replayed)
+        }
+    };
     progress.show_now("checking the Merkle tree, checkpoints and fork proofs");
     let (mut report, states) = replayed.replay.finish_checks(clock::now_ms());
     report.states = state_lines(&states, threads);
@@ -299,21 +311,109 @@ fn cut(text: &str, part_bytes: usize) -> Vec<usize> {
     cuts
 }
 
-/// Replays an export's text: `threads` workers parse, decode and verify parts of about
-/// `part_bytes` while this thread feeds their results, in order, to a [`Replay`] and draws
-/// progress.
+/// Why an export could not be replayed.
+#[derive(Debug)]
+enum Failure {
+    /// Reading it failed.
+    Read(std::io::Error),
+    /// It is not an export (empty, or its first line is not an export line).
+    NotExport(String),
+}
+
+/// Where an export's bytes are.
+enum Input<'a> {
+    /// In memory, cut at these offsets (see [`cut`]).
+    Text { text: &'a str, cuts: Vec<usize> },
+    /// In a file of `len` bytes, read part by part by the workers: part k holds the lines that
+    /// begin in bytes `[k × part_bytes, (k + 1) × part_bytes)`.
+    File {
+        file: &'a std::fs::File,
+        len: u64,
+        part_bytes: u64,
+    },
+}
+
+impl Input<'_> {
+    fn parts(&self) -> usize {
+        match self {
+            Input::Text { cuts, .. } => cuts.len() - 1,
+            Input::File {
+                len, part_bytes, ..
+            } => usize::try_from(len.div_ceil(*part_bytes.max(&1)).max(1)).unwrap_or(usize::MAX),
+        }
+    }
+
+    /// Part `k`'s text.
+    fn part(&self, k: usize) -> std::io::Result<Cow<'_, str>> {
+        match self {
+            Input::Text { text, cuts } => Ok(Cow::Borrowed(&text[cuts[k]..cuts[k + 1]])),
+            Input::File {
+                file,
+                len,
+                part_bytes,
+            } => {
+                let from = (k as u64).saturating_mul(*part_bytes).min(*len);
+                let to = from.saturating_add(*part_bytes).min(*len);
+                let start = line_start(file, *len, from)?;
+                let end = line_start(file, *len, to)?;
+                let mut bytes = vec![0u8; usize::try_from(end.saturating_sub(start)).unwrap_or(0)];
+                std::os::unix::fs::FileExt::read_exact_at(*file, &mut bytes, start)?;
+                Ok(Cow::Owned(utf8(bytes)))
+            }
+        }
+    }
+}
+
+/// The offset of the first line of `file` that begins at or after `at` (`len` if none).
+fn line_start(file: &std::fs::File, len: u64, at: u64) -> std::io::Result<u64> {
+    if at == 0 || at >= len {
+        return Ok(at.min(len));
+    }
+    // A line begins at `at` when the byte before it ends a line.
+    let mut pos = at - 1;
+    let mut buf = [0u8; 4096];
+    while pos < len {
+        let n = usize::try_from((len - pos).min(buf.len() as u64)).unwrap_or(buf.len());
+        std::os::unix::fs::FileExt::read_exact_at(file, &mut buf[..n], pos)?;
+        if let Some(i) = buf[..n].iter().position(|&b| b == b'\n') {
+            return Ok(pos + i as u64 + 1);
+        }
+        pos += n as u64;
+    }
+    Ok(len)
+}
+
+/// [`replay`] of an export held in memory, cut into parts of about `part_bytes`.
 ///
 /// # Errors
-/// When the text is empty or its first line is not an export line: it is not an export.
+/// As [`replay`].
 fn replay_text(
     text: &str,
     options: AuditOptions,
     threads: usize,
     part_bytes: usize,
     progress: &Progress,
-) -> std::result::Result<Replayed, String> {
-    let cuts = cut(text, part_bytes);
-    let parts = cuts.len() - 1;
+) -> std::result::Result<Replayed, Failure> {
+    let input = Input::Text {
+        text,
+        cuts: cut(text, part_bytes),
+    };
+    replay(&input, options, threads, progress)
+}
+
+/// Replays an export: `threads` workers read, parse, decode and verify its parts while this
+/// thread feeds their results, in order, to a [`Replay`] and draws progress.
+///
+/// # Errors
+/// [`Failure::Read`] when a part cannot be read; [`Failure::NotExport`] when the export is empty
+/// or its first line is not an export line.
+fn replay(
+    input: &Input<'_>,
+    options: AuditOptions,
+    threads: usize,
+    progress: &Progress,
+) -> std::result::Result<Replayed, Failure> {
+    let parts = input.parts();
     let next = AtomicUsize::new(0);
     let stop = AtomicBool::new(false);
     // Parts replayed so far: a worker takes part k only once k < replayed + ahead, so that at
@@ -327,11 +427,11 @@ fn replay_text(
     };
     let mut total = None;
     let mut any = false;
-    progress.show("parsing the export");
+    progress.show("reading the export");
     std::thread::scope(|s| {
-        let (tx, rx) = mpsc::channel::<(usize, Part)>();
+        let (tx, rx) = mpsc::channel::<(usize, std::io::Result<Part>)>();
         for _ in 0..threads.clamp(1, parts) {
-            let (tx, cuts, next, stop, replayed) = (tx.clone(), &cuts, &next, &stop, &replayed);
+            let (tx, next, stop, replayed) = (tx.clone(), &next, &stop, &replayed);
             s.spawn(move || {
                 let mut cache = KeyCache::new(KEYS_CACHED);
                 loop {
@@ -348,7 +448,7 @@ fn replay_text(
                             .0;
                     }
                     drop(done);
-                    let part = work(&text[cuts[k]..cuts[k + 1]], &mut cache);
+                    let part = input.part(k).map(|text| work(&text, &mut cache));
                     if tx.send((k, part)).is_err() {
                         break;
                     }
@@ -357,7 +457,7 @@ fn replay_text(
         }
         drop(tx);
         // Parts finish out of order; they are replayed in order.
-        let mut waiting: BTreeMap<usize, Part> = BTreeMap::new();
+        let mut waiting: BTreeMap<usize, std::io::Result<Part>> = BTreeMap::new();
         let mut wanted = 0;
         let mut line = 1;
         let result = 'parts: loop {
@@ -370,12 +470,19 @@ fn replay_text(
                 Err(mpsc::RecvTimeoutError::Disconnected) => break Ok(()),
             }
             while let Some(part) = waiting.remove(&wanted) {
-                if let Err(e) = feed(&mut out, part, &mut line, &mut any, &mut total) {
+                let fed = part.map_err(Failure::Read).and_then(|part| {
+                    feed(&mut out, part, &mut line, &mut any, &mut total)
+                        .map_err(Failure::NotExport)
+                });
+                if let Err(e) = fed {
                     break 'parts Err(e);
                 }
                 wanted += 1;
                 *replayed.0.lock().unwrap_or_else(PoisonError::into_inner) = wanted;
                 replayed.1.notify_all();
+            }
+            if total.is_some_and(|t| t > PROGRESS_ABOVE) {
+                progress.enable();
             }
             progress.show(&match total {
                 Some(t) => format!(
@@ -390,7 +497,9 @@ fn replay_text(
         result
     })?;
     if !any {
-        return Err("empty: not a consent-ledger export".into());
+        return Err(Failure::NotExport(
+            "empty: not a consent-ledger export".into(),
+        ));
     }
     Ok(out)
 }
@@ -450,15 +559,26 @@ fn feed(
     Ok(())
 }
 
+/// The error for an export over [`MAX_EXPORT`] bytes.
+fn too_large() -> Error {
+    Error::Usage(format!(
+        "the export is larger than {MAX_EXPORT} bytes, the most this command reads into memory"
+    ))
+}
+
+/// Bytes as text: valid UTF-8 as it is; anything else with its bad bytes replaced (the lines
+/// holding them then fail to parse, each named).
+fn utf8(bytes: Vec<u8>) -> String {
+    String::from_utf8(bytes).unwrap_or_else(|e| String::from_utf8_lossy(e.as_bytes()).into_owned())
+}
+
 /// Reads a whole export into memory, drawing progress; `fail` maps a read error.
 fn read_export(
     mut r: impl Read,
-    size_hint: u64,
     progress: &Progress,
     fail: &dyn Fn(std::io::Error) -> Error,
 ) -> Result<Vec<u8>> {
-    // A file's size is known: one allocation instead of a copy at every doubling.
-    let mut buf = Vec::with_capacity(usize::try_from(size_hint.min(MAX_EXPORT)).unwrap_or(0) + 1);
+    let mut buf = Vec::new();
     let mut chunk = vec![0u8; 1 << 16];
     let mut header_seen = false;
     loop {
@@ -470,10 +590,7 @@ fn read_export(
         };
         buf.extend_from_slice(&chunk[..n]);
         if buf.len() as u64 > MAX_EXPORT {
-            return Err(Error::Usage(format!(
-                "the export is larger than {MAX_EXPORT} bytes, the most this command reads into \
-                 memory"
-            )));
+            return Err(too_large());
         }
         // The header's size says early whether this is a long replay.
         if !header_seen {
@@ -823,6 +940,51 @@ mod tests {
                 }
             }
         }
+    }
+
+    #[test]
+    fn a_file_read_part_by_part_replays_as_the_same_text_in_memory() {
+        let quiet = Progress::new(false, Instant::now());
+        let text =
+            export(23, &[4]) + "\n{\"type\":\"entry\",\"log_index\":23,\"hex\":\"zz\"}\nnot json\n";
+        let dir = tempfile::tempdir().expect("a temp dir");
+        let path = dir.path().join("export.ndjson");
+        std::fs::write(&path, &text).expect("written");
+        let file = std::fs::File::open(&path).expect("opened");
+        let len = text.len() as u64;
+        let want =
+            replay_text(&text, AuditOptions::default(), 1, 1 << 20, &quiet).expect("an export");
+        let want_lines = want.bad_lines.clone();
+        let want = want.replay.finish(9);
+        assert!(
+            want.anomalies.iter().any(|a| a.contains("does not decode")),
+            "{want:?}"
+        );
+        assert_eq!(want_lines.len(), 1, "{want_lines:?}");
+        // Parts smaller than a line, about a line, and larger than the file.
+        for part_bytes in [1, 7, 300, 1000, 4096, len, 10 * len] {
+            for threads in [1, 2, 5] {
+                let input = Input::File {
+                    file: &file,
+                    len,
+                    part_bytes,
+                };
+                let got =
+                    replay(&input, AuditOptions::default(), threads, &quiet).expect("an export");
+                assert_eq!(got.bad_lines, want_lines, "{part_bytes} bytes a part");
+                assert_eq!(got.replay.finish(9), want, "{part_bytes} bytes a part");
+            }
+        }
+        // A file that is shorter than it was said to be is a read error, not a verdict.
+        let input = Input::File {
+            file: &file,
+            len: len + 10,
+            part_bytes: 1000,
+        };
+        assert!(matches!(
+            replay(&input, AuditOptions::default(), 2, &quiet),
+            Err(Failure::Read(_))
+        ));
     }
 
     #[test]
