@@ -1,7 +1,7 @@
 //! `consent audit`: replay a node's whole export (`GET /v1/log/export`, or a file written by
 //! `consent-node export`) with `proto::audit::Replay`, and report every anomaly.
 //!
-//! The export is split into parts of about [`PART_BYTES`], each holding whole lines. One worker
+//! The export is split into parts of about 2.5 MB, each holding whole lines. One worker
 //! per available core takes the next part, reads it (a file is read by the workers themselves,
 //! each its own parts; a node's answer is downloaded into memory first), parses and decodes its
 //! lines and verifies its entries' signatures in one batch (signer keys cached per worker). The
@@ -39,7 +39,7 @@ pub const PROGRESS_ABOVE: u64 = 10_000;
 const TICK: Duration = Duration::from_millis(250);
 /// About how many bytes of the export one worker takes at a time (about 4,000 entry lines: one
 /// signature batch).
-const PART_BYTES: usize = 5 << 19;
+pub const PART_BYTES: usize = 5 << 19;
 /// Signer keys each worker keeps decoded.
 const KEYS_CACHED: usize = 1 << 16;
 /// Anomalies and checkpoints listed in the human report before summarising (--json has all).
