@@ -70,19 +70,15 @@ pub fn write_export(
         if page.is_empty() {
             break;
         }
+        let mut lines = Vec::with_capacity(page.len() * 1024);
         for (index, _, e) in page {
-            line(
-                out,
-                &ExportLine::Entry {
-                    log_index: index,
-                    hex: hex::encode(e.to_bytes()),
-                },
-            )?;
+            proto::audit::write_entry_line(&mut lines, index, &e.to_bytes());
             next = index + 1;
             if next.is_multiple_of(10_000) {
                 progress(next);
             }
         }
+        out.write_all(&lines)?;
     }
     for r in store.checkpoints() {
         let (s, note) = r?;

@@ -217,6 +217,21 @@ fn fast_entry_line(line: &str) -> Option<ExportLine> {
     })
 }
 
+/// Appends the entry line of the entry with canonical encoding `bytes` at `log_index`, with its
+/// line end, to `out`: exactly what serialising [`ExportLine::Entry`] with `serde_json` writes
+/// (the form [`parse_export_line`] reads on its direct path), without the per-character work of
+/// a JSON string.
+pub fn write_entry_line(out: &mut Vec<u8>, log_index: u64, bytes: &[u8]) {
+    out.extend_from_slice(br#"{"type":"entry","log_index":"#);
+    out.extend_from_slice(log_index.to_string().as_bytes());
+    out.extend_from_slice(br#","hex":""#);
+    let at = out.len();
+    out.resize(at + 2 * bytes.len(), 0);
+    // Cannot fail: the space is exactly twice the bytes.
+    let _ = faster_hex::hex_encode(bytes, &mut out[at..]);
+    out.extend_from_slice(b"\"}\n");
+}
+
 /// The log index and hex of an entry line in the node's exact form, if it is one.
 fn fast_entry_parts(line: &str) -> Option<(u64, &str)> {
     let rest = line.strip_prefix(r#"{"type":"entry","log_index":"#)?;
@@ -932,5 +947,29 @@ mod fast_line_tests {
             fast_entry_line(lines[0]).is_some(),
             "the node's form takes the direct path"
         );
+    }
+
+    #[test]
+    fn entry_lines_are_written_as_serde_json_writes_them() {
+        for (index, bytes) in [
+            (0u64, vec![]),
+            (7, vec![0u8, 0xff, 0x10]),
+            (u64::MAX, vec![0xab; 400]),
+        ] {
+            let mut got = Vec::new();
+            write_entry_line(&mut got, index, &bytes);
+            let mut want = serde_json::to_vec(&ExportLine::Entry {
+                log_index: index,
+                hex: hex::encode(&bytes),
+            })
+            .expect("serialises");
+            want.push(b'\n');
+            assert_eq!(
+                String::from_utf8_lossy(&got),
+                String::from_utf8_lossy(&want)
+            );
+            let text = std::str::from_utf8(&got).expect("utf-8");
+            assert!(fast_entry_parts(text.trim_end()).is_some(), "{text}");
+        }
     }
 }
