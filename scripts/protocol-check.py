@@ -1126,8 +1126,19 @@ def sync_decode(b, request):
     return b[fixed:]
 
 
-def split_view_json(a, b):
-    return json.dumps({"a": a, "b": b}, separators=(",", ":"), ensure_ascii=False)
+def split_view_json(a, b, prefix=None):
+    obj = {"a": a, "b": b}
+    if prefix is not None:
+        root, proof = prefix
+        obj["prefix"] = {"root": root.hex(), "proof": [h.hex() for h in proof]}
+    return json.dumps(obj, separators=(",", ":"), ensure_ascii=False)
+
+
+def hex32(v):
+    """32 bytes from 64 lowercase hex digits, or raises Reject."""
+    if not isinstance(v, str) or not re.fullmatch(r"[0-9a-f]{64}", v):
+        raise Reject("not 64 lowercase hex digits")
+    return bytes.fromhex(v)
 
 
 def split_view_verify(text):
@@ -1155,9 +1166,21 @@ def split_view_verify(text):
             raise Reject(why)
         cps.append(checkpoint_parse(t))
     (oa, sa, ra), (ob, sb, rb) = cps
-    if oa != ob or sa != sb or ra == rb:
+    prefix = obj.get("prefix")
+    if oa != ob:
         raise Reject("not a split view")
-    return oa, sa
+    if sa == sb:
+        if prefix is not None or ra == rb:
+            raise Reject("not a split view")
+        return oa, sa
+    if not isinstance(prefix, dict) or not isinstance(prefix.get("proof"), list):
+        raise Reject("two sizes without a prefix")
+    root = hex32(prefix.get("root"))
+    proof = [hex32(h) for h in prefix["proof"]]
+    (m, rm), (n, rn) = sorted([(sa, ra), (sb, rb)])
+    if not verify_consistency(m, n, root, rn, proof) or root == rm:
+        raise Reject("not a split view")
+    return oa, m
 
 
 def split_view_id(a, b):
@@ -1651,6 +1674,25 @@ def check_witness(doc):
         except Reject:
             check(f"witness/split-view/{what}/rejected", True)
 
+    # A split view across sizes 3 and 8 (17.8): the second history at 3 against the log at 8,
+    # with the log's own root at 3 and the proof from 3 to 8.
+    a, b = sorted([notes["size_3_other"], notes["size_8"]], key=str.encode)
+    js = split_view_json(a, b, (mth(hashes[:3]), proof))
+    check_eq("witness/split-view-across", wv["split_view_across"],
+             {"json": js, "id": split_view_id(a, b).hex()})
+    check_eq("witness/split-view-across/verifies", split_view_verify(js), (origin, 3))
+    for what, bad in [("no prefix", split_view_json(a, b)),
+                      ("the smaller root as prefix", split_view_json(a, b, (mth(other), proof))),
+                      ("a short proof", split_view_json(a, b, (mth(hashes[:3]), proof[1:]))),
+                      ("a prefix on one size",
+                       split_view_json(*sorted([notes["size_3"], notes["size_3_other"]],
+                                               key=str.encode), (mth(hashes[:3]), proof)))]:
+        try:
+            split_view_verify(bad)
+            check(f"witness/split-view-across/{what}/rejected", False)
+        except Reject:
+            check(f"witness/split-view-across/{what}/rejected", True)
+
     # Section 17.10 shows the values (long hex wrapped over lines).
     section = doc.split("\n### 17.10 Test vectors\n", 1)[1].split("\n## ", 1)[0]
     packed = re.sub(r"\s", "", section)
@@ -1664,6 +1706,7 @@ def check_witness(doc):
     shown += [wv["add_checkpoint"][k] for k in ("body", "sync_request", "sync_response_200",
                                                 "sync_response_409")]
     shown += [wv["split_view"]["json"], wv["split_view"]["id"]]
+    shown += [wv["split_view_across"]["json"], wv["split_view_across"]["id"]]
     missing = [v for v in shown
                if not (packed if re.fullmatch(r"[0-9a-f]+", v) else section).count(v)]
     check("witness/doc-17.10-shows-the-vectors", not missing,

@@ -99,7 +99,14 @@ pub fn write_export(
     for r in store.split_views() {
         let json = r?;
         if let Ok(p) = serde_json::from_slice::<proto::witness::SplitView>(&json) {
-            line(out, &ExportLine::SplitView { a: p.a, b: p.b })?;
+            line(
+                out,
+                &ExportLine::SplitView {
+                    a: p.a,
+                    b: p.b,
+                    prefix: p.prefix,
+                },
+            )?;
         }
     }
     line(out, &ExportLine::End { entries: next })?;

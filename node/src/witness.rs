@@ -26,6 +26,33 @@ use crate::clock::Clock;
 use crate::metrics::Metrics;
 use crate::store::{SledStore, StoreError};
 
+/// The split-view proof a refused offer makes with the held note, if any: for a root conflict at
+/// the held size, the two notes; for a consistency proof that fails from the held checkpoint but
+/// verifies to the offered root from the root it implies for the held size, the two notes and
+/// that prefix (`SplitView::from_failed_offer`). Both notes keep only the log's own signature
+/// lines, as in gossip, so that one conflict has one id.
+fn conflict_proof(held: &str, req: &AddCheckpoint, e: &WitnessError) -> Option<SplitView> {
+    let offered_note = Note::parse(&req.checkpoint).ok()?;
+    let offered = Checkpoint::from_text(&offered_note.text).ok()?;
+    let v = log_verifier(&offered.origin)?;
+    let mut logs = offered_note;
+    logs.signatures
+        .retain(|s| s.name == v.name && s.id == v.id());
+    let offered_text = logs.to_text();
+    match e {
+        WitnessError::RootConflict => Some(SplitView::new(held.to_owned(), offered_text)),
+        WitnessError::BadProof => {
+            let h = held_of(held)?;
+            SplitView::from_failed_offer(
+                (held, h.size, h.root),
+                (&offered_text, offered.size, offered.root),
+                &req.proof,
+            )
+        }
+        _ => None,
+    }
+}
+
 /// Most origins whose gossiped checkpoints are remembered for comparison.
 const MAX_OBSERVED_ORIGINS: usize = 4096;
 /// Most sizes remembered per origin.
@@ -41,12 +68,20 @@ pub struct SplitViewReport {
     pub id: String,
     /// The log's origin.
     pub origin: String,
-    /// The tree size both checkpoints claim.
+    /// The tree size both checkpoints claim (the smaller one when they claim two sizes).
     pub size: u64,
+    /// The larger size, when the two checkpoints claim two sizes.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub other_size: Option<u64>,
     /// One signed checkpoint note.
     pub a: String,
     /// The other.
     pub b: String,
+    /// For two sizes: the larger tree's root at the smaller size and its consistency proof
+    /// (PROTOCOL.md 17.8).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<Object>)]
+    pub prefix: Option<proto::witness::Prefix>,
 }
 
 /// A log this node witnesses, with the latest checkpoint it cosigned.
@@ -157,25 +192,16 @@ impl Witness {
         }
         let (cp, note) = match checked {
             Ok(v) => v,
-            Err(WitnessError::RootConflict) => {
-                if let Some(held) = &held_note {
-                    // Only the log's own signature, as in gossip, so that one conflict has one id.
-                    let offered = Note::parse(&req.checkpoint)
-                        .ok()
-                        .and_then(|n| {
-                            let cp = Checkpoint::from_text(&n.text).ok()?;
-                            let v = log_verifier(&cp.origin)?;
-                            let mut n = n;
-                            n.signatures.retain(|s| s.name == v.name && s.id == v.id());
-                            Some(n.to_text())
-                        })
-                        .unwrap_or_else(|| req.checkpoint.clone());
-                    let proof = SplitView::new(held.clone(), offered);
+            Err(e @ (WitnessError::RootConflict | WitnessError::BadProof)) => {
+                if let Some(proof) = held_note
+                    .as_deref()
+                    .and_then(|held| conflict_proof(held, &req, &e))
+                {
                     if let Err(e) = self.record(&proof) {
                         tracing::warn!(error = %e, "cannot keep a split-view proof");
                     }
                 }
-                return Err(Ok(WitnessError::RootConflict));
+                return Err(Ok(e));
             }
             Err(e) => return Err(Ok(e)),
         };
@@ -296,7 +322,7 @@ impl Witness {
             .put_split_view(proof.id().as_bytes(), &json)
             .map_err(|e| e.to_string())?;
         if new {
-            tracing::warn!(origin = %cp.origin, size = cp.size, "split view: a log signed two roots for one size");
+            tracing::warn!(origin = %cp.origin, size = cp.size, "split view: a log signed two histories");
             self.metrics
                 .split_views
                 .set(i64::try_from(self.store.split_view_count()).unwrap_or(i64::MAX));
@@ -316,13 +342,17 @@ impl Witness {
             let Ok(p) = serde_json::from_slice::<SplitView>(&json) else {
                 continue;
             };
-            let Ok((cp, _)) = p.verify() else { continue };
+            let Ok((cp, other)) = p.verify() else {
+                continue;
+            };
             out.push(SplitViewReport {
                 id: p.id().to_string(),
                 origin: cp.origin,
-                size: cp.size,
+                size: cp.size.min(other.size),
+                other_size: (cp.size != other.size).then_some(cp.size.max(other.size)),
                 a: p.a,
                 b: p.b,
+                prefix: p.prefix,
             });
         }
         Ok(out)

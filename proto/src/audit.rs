@@ -69,6 +69,9 @@ pub enum ExportLine {
         a: String,
         /// The other.
         b: String,
+        /// For notes of two sizes: the larger tree's root at the smaller size, with its proof.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        prefix: Option<crate::witness::Prefix>,
     },
     /// Last line.
     End {
@@ -112,8 +115,11 @@ pub struct SplitViewLine {
     pub id: Hash,
     /// The log that showed two histories.
     pub origin: String,
-    /// The size both checkpoints claim.
+    /// The size both checkpoints claim (the smaller of the two sizes when they differ).
     pub size: u64,
+    /// The larger size, when the two checkpoints are of different sizes.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub other_size: Option<u64>,
 }
 
 /// One subject's state for one controller and purpose.
@@ -484,8 +490,9 @@ impl Replay {
             }
             ExportLine::Checkpoint { note } => self.notes.push(note),
             ExportLine::Fork { hex } => self.forks.push(hex),
-            ExportLine::SplitView { a, b } => {
-                self.split_views.push(crate::witness::SplitView { a, b });
+            ExportLine::SplitView { a, b, prefix } => {
+                self.split_views
+                    .push(crate::witness::SplitView { a, b, prefix });
             }
             ExportLine::End { entries } => self.end_count = Some(entries),
         }
@@ -787,17 +794,23 @@ impl Replay {
         let own_origin = verifier.as_ref().map(|v| v.name.clone());
         for p in &split_views {
             match p.verify() {
-                Ok((cp, _)) => {
+                Ok((cp, other)) => {
+                    let size = cp.size.min(other.size);
                     if own_origin.as_deref() == Some(cp.origin.as_str()) {
-                        anomalies.push(format!(
-                            "split view: this log signed two different roots for size {}",
-                            cp.size
-                        ));
+                        anomalies.push(if cp.size == other.size {
+                            format!("split view: this log signed two different roots for size {size}")
+                        } else {
+                            format!(
+                                "split view: this log signed a checkpoint at size {} whose tree does not extend the one it signed at size {size}",
+                                cp.size.max(other.size)
+                            )
+                        });
                     }
                     r.split_views.push(SplitViewLine {
                         id: p.id(),
                         origin: cp.origin,
-                        size: cp.size,
+                        size,
+                        other_size: (other.size != cp.size).then_some(cp.size.max(other.size)),
                     });
                 }
                 Err(e) => anomalies.push(format!("split-view proof does not verify: {e}")),

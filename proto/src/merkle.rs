@@ -296,6 +296,35 @@ pub fn verify_consistency(
             Err(MerkleError::RootMismatch)
         };
     }
+    let (fr, sr) = reconstruct(first, second, first_root, proof)?;
+    if fr != *first_root || sr != *second_root {
+        return Err(MerkleError::RootMismatch);
+    }
+    Ok(())
+}
+
+/// The root of the first `first` leaves that a consistency proof from `first` to `second`
+/// leaves implies, when `first` is not a power of two (the proof then holds every hash the
+/// first root is computed from; for a power of two it omits that root, which the verifier
+/// supplies). With [`verify_consistency`] from this root to the second root, it shows what a
+/// tree of `second` leaves holds at `first`, whatever root was signed for `first`.
+pub fn implied_first_root(first: u64, second: u64, proof: &[Hash]) -> Option<Hash> {
+    if first == 0 || first >= second || first.is_power_of_two() {
+        return None;
+    }
+    reconstruct(first, second, &Hash::ZERO, proof)
+        .ok()
+        .map(|(fr, _)| fr)
+}
+
+/// RFC 9162 section 2.1.4.2: the first and second roots a consistency proof computes
+/// (`first_root` is used only when `first` is a power of two; `0 < first < second`).
+fn reconstruct(
+    first: u64,
+    second: u64,
+    first_root: &Hash,
+    proof: &[Hash],
+) -> Result<(Hash, Hash), MerkleError> {
     if proof.is_empty() {
         return Err(MerkleError::WrongLength);
     }
@@ -331,8 +360,5 @@ pub fn verify_consistency(
     if s != 0 {
         return Err(MerkleError::WrongLength);
     }
-    if fr != *first_root || sr != *second_root {
-        return Err(MerkleError::RootMismatch);
-    }
-    Ok(())
+    Ok((fr, sr))
 }

@@ -344,14 +344,31 @@ pub fn check_add(
     Ok((cp, note))
 }
 
-/// Proof that a log signed two different roots for one tree size: two checkpoint notes, each
-/// carrying a valid signature by the log key of their common origin.
+/// Proof that a log signed two checkpoints that cannot both be true: two checkpoint notes, each
+/// carrying a valid signature by the log key of their common origin, either for one tree size
+/// with different roots, or for two sizes with a [`Prefix`] showing that the larger tree does not
+/// extend the smaller one.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct SplitView {
     /// One signed checkpoint note (the smaller of the two texts, so that a proof has one form).
     pub a: String,
     /// The other.
     pub b: String,
+    /// For checkpoints of two sizes: what the larger one's tree holds at the smaller size.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub prefix: Option<Prefix>,
+}
+
+/// The root that the tree of the larger of two checkpoints has at the smaller one's size, with
+/// the consistency proof (RFC 9162 section 2.1.4) from that root to the larger checkpoint's root.
+/// When it differs from the root signed for the smaller size, the larger tree does not extend the
+/// smaller one: the log showed two histories.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Prefix {
+    /// The larger tree's root at the smaller size.
+    pub root: Hash,
+    /// The consistency proof from (smaller size, `root`) to (larger size, larger root).
+    pub proof: Vec<Hash>,
 }
 
 /// Why a split-view proof is invalid.
@@ -363,7 +380,8 @@ pub enum SplitViewError {
     /// The origin is not a consent-ledger log origin.
     #[error("unknown log origin")]
     UnknownOrigin,
-    /// The two checkpoints differ in origin or size, or have the same root.
+    /// The two checkpoints differ in origin, or do not conflict (one size with one root; two
+    /// sizes without a prefix that contradicts the smaller one).
     #[error("not a split view: {0}")]
     NotConflicting(&'static str),
     /// The notes are not in their canonical order (a < b).
@@ -372,16 +390,48 @@ pub enum SplitViewError {
 }
 
 impl SplitView {
-    /// A proof from two notes, in canonical order.
+    /// A proof from two notes of one size, in canonical order.
     pub fn new(x: String, y: String) -> SplitView {
-        if x <= y {
-            SplitView { a: x, b: y }
-        } else {
-            SplitView { a: y, b: x }
-        }
+        Self::across(x, y, None)
     }
 
-    /// Verifies the proof; returns the two checkpoints (same origin and size, roots differ).
+    /// A proof from two notes, in canonical order, with the prefix that contradicts the smaller
+    /// one when their sizes differ.
+    pub fn across(x: String, y: String, prefix: Option<Prefix>) -> SplitView {
+        let (a, b) = if x <= y { (x, y) } else { (y, x) };
+        SplitView { a, b, prefix }
+    }
+
+    /// The proof a witness holding `held` (a checkpoint note of `held_size` leaves and root
+    /// `held_root`) can make when a log offers `offered` (size `size`, root `root`, larger) with a
+    /// consistency proof that does not verify from the held checkpoint: when the proof, taken
+    /// from the root it implies for the held size (see [`merkle::implied_first_root`]), does
+    /// verify to the offered root, and that implied root is not the held one.
+    pub fn from_failed_offer(
+        held: (&str, u64, Hash),
+        offered: (&str, u64, Hash),
+        proof: &[Hash],
+    ) -> Option<SplitView> {
+        let (held_note, held_size, held_root) = held;
+        let (offered_note, size, root) = offered;
+        let implied = merkle::implied_first_root(held_size, size, proof)?;
+        if implied == held_root
+            || merkle::verify_consistency(held_size, size, &implied, &root, proof).is_err()
+        {
+            return None;
+        }
+        Some(Self::across(
+            held_note.to_owned(),
+            offered_note.to_owned(),
+            Some(Prefix {
+                root: implied,
+                proof: proof.to_vec(),
+            }),
+        ))
+    }
+
+    /// Verifies the proof; returns the two checkpoints (same origin; one size with different
+    /// roots, or two sizes with a prefix that contradicts the smaller).
     ///
     /// # Errors
     /// [`SplitViewError`].
@@ -396,11 +446,40 @@ impl SplitView {
         if ca.origin != cb.origin {
             return Err(SplitViewError::NotConflicting("different origins"));
         }
-        if ca.size != cb.size {
-            return Err(SplitViewError::NotConflicting("different sizes"));
+        if ca.size == cb.size {
+            if self.prefix.is_some() {
+                return Err(SplitViewError::NotConflicting("a prefix for one size"));
+            }
+            if ca.root == cb.root {
+                return Err(SplitViewError::NotConflicting("same root"));
+            }
+            return Ok((ca, cb));
         }
-        if ca.root == cb.root {
-            return Err(SplitViewError::NotConflicting("same root"));
+        let prefix = self.prefix.as_ref().ok_or(SplitViewError::NotConflicting(
+            "different sizes without a prefix",
+        ))?;
+        let (small, large) = if ca.size < cb.size {
+            (&ca, &cb)
+        } else {
+            (&cb, &ca)
+        };
+        if merkle::verify_consistency(
+            small.size,
+            large.size,
+            &prefix.root,
+            &large.root,
+            &prefix.proof,
+        )
+        .is_err()
+        {
+            return Err(SplitViewError::NotConflicting(
+                "the prefix is not the larger tree's",
+            ));
+        }
+        if prefix.root == small.root {
+            return Err(SplitViewError::NotConflicting(
+                "the larger tree extends the smaller",
+            ));
         }
         Ok((ca, cb))
     }
@@ -628,11 +707,78 @@ mod tests {
         let swapped = SplitView {
             a: p.b.clone(),
             b: p.a.clone(),
+            prefix: None,
         };
         assert_eq!(swapped.verify(), Err(SplitViewError::Order));
         assert!(SplitView::new(signed(4, 1), signed(5, 1)).verify().is_err());
         // A changed byte in either note breaks the signature.
         let tampered = SplitView::new(p.a.replacen('4', "5", 1), p.b.clone());
         assert!(tampered.verify().is_err());
+    }
+
+    #[test]
+    fn a_larger_checkpoint_that_does_not_extend_a_smaller_one_is_a_split_view() {
+        // History 1 has 5 leaves; history 2 agrees on the first 2, then differs, and has 9.
+        let mut other = leaves(9, 2);
+        other[..2].copy_from_slice(&leaves(2, 1));
+        let sign = |size: u64, root: Hash| {
+            let cp = Checkpoint {
+                origin: origin(),
+                size,
+                root,
+                extensions: vec![],
+            };
+            cp.sign(&origin(), &log_key()).expect("sign").to_text()
+        };
+        let small_root = merkle::root(&leaves(5, 1)[..], 5);
+        let large_root = merkle::root(&other[..], 9);
+        let (small, large) = (sign(5, small_root), sign(9, large_root));
+        // The proof the second history gives from 5 to 9: it does not verify from the first.
+        let proof = merkle::consistency_proof(&other[..], 5, 9).expect("proof");
+        assert!(merkle::verify_consistency(5, 9, &small_root, &large_root, &proof).is_err());
+        let p =
+            SplitView::from_failed_offer((&small, 5, small_root), (&large, 9, large_root), &proof)
+                .expect("a split view");
+        let (a, b) = p.verify().expect("verifies");
+        assert_ne!(a.size, b.size);
+        let json = serde_json::to_string(&p).expect("json");
+        assert_eq!(serde_json::from_str::<SplitView>(&json).expect("parses"), p);
+        // Without the prefix, with a prefix that matches the smaller root, or with a changed
+        // proof, it proves nothing.
+        let mut q = p.clone();
+        q.prefix = None;
+        assert!(q.verify().is_err());
+        let mut q = p.clone();
+        if let Some(x) = q.prefix.as_mut() {
+            x.root = small_root;
+        }
+        assert!(q.verify().is_err());
+        let mut q = p.clone();
+        if let Some(x) = q.prefix.as_mut() {
+            x.proof[0] = Hash::ZERO;
+        }
+        assert!(q.verify().is_err());
+        // A proof that does extend the smaller tree makes none; nor does a power-of-two held
+        // size (the proof then omits the root it starts from).
+        let honest = merkle::consistency_proof(&leaves(9, 1)[..], 5, 9).expect("proof");
+        let honest_root = merkle::root(&leaves(9, 1)[..], 9);
+        assert!(SplitView::from_failed_offer(
+            (&small, 5, small_root),
+            (&sign(9, honest_root), 9, honest_root),
+            &honest
+        )
+        .is_none());
+        let four = merkle::root(&leaves(4, 1)[..], 4);
+        let proof4 = merkle::consistency_proof(&other[..], 4, 9).expect("proof");
+        assert!(SplitView::from_failed_offer(
+            (&sign(4, four), 4, four),
+            (&large, 9, large_root),
+            &proof4
+        )
+        .is_none());
+        // A prefix on a same-size proof is refused.
+        let mut same = SplitView::new(signed(4, 1), signed(4, 2));
+        same.prefix = p.prefix.clone();
+        assert!(same.verify().is_err());
     }
 }

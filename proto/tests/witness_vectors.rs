@@ -20,7 +20,7 @@ use proto::note::{Checkpoint, Note, Verifier};
 use proto::sync::{Request, Response};
 use proto::witness::{
     add_signature_lines, check_add, cosign, cosigned_message, log_verifier, signature_lines,
-    AddCheckpoint, Cosigner, Held, SplitView, WitnessError, MAX_ADD_BODY, MAX_PROOF_LINES,
+    AddCheckpoint, Cosigner, Held, Prefix, SplitView, WitnessError, MAX_ADD_BODY, MAX_PROOF_LINES,
 };
 use serde_json::{json, Value};
 
@@ -207,6 +207,16 @@ fn build() -> Value {
         .collect();
 
     let split = SplitView::new(note3.clone(), note3x.clone());
+    // The other history at size 3 against the log at size 8: the log's tree holds its own root
+    // at 3, which the proof from 3 to 8 leads from.
+    let across = SplitView::across(
+        note3x.clone(),
+        note8.clone(),
+        Some(Prefix {
+            root: cp3.root,
+            proof: proof.clone(),
+        }),
+    );
 
     json!({
         "constants": {
@@ -269,6 +279,10 @@ fn build() -> Value {
         "split_view": {
             "json": serde_json::to_string(&split).expect("json"),
             "id": split.id().to_string(),
+        },
+        "split_view_across": {
+            "json": serde_json::to_string(&across).expect("json"),
+            "id": across.id().to_string(),
         },
     })
 }
@@ -381,6 +395,11 @@ fn protocol_md_shows_the_vectors() {
     }
     shown("split_view.json", s(&v, &["split_view", "json"]));
     shown("split_view.id", s(&v, &["split_view", "id"]));
+    shown(
+        "split_view_across.json",
+        s(&v, &["split_view_across", "json"]),
+    );
+    shown("split_view_across.id", s(&v, &["split_view_across", "id"]));
 }
 
 #[test]
@@ -465,4 +484,13 @@ fn witness_vectors_check_out_on_their_own() {
     assert_eq!((a.size, b.size), (3, 3));
     assert_ne!(a.root, b.root);
     assert_eq!(split.id().to_string(), s(&v, &["split_view", "id"]));
+    // So does the one across sizes 3 and 8; without its prefix it proves nothing.
+    let across: SplitView =
+        serde_json::from_str(s(&v, &["split_view_across", "json"])).expect("json");
+    let (a, b) = across.verify().expect("split view across sizes");
+    assert_eq!((a.size.min(b.size), a.size.max(b.size)), (3, 8));
+    assert_eq!(across.id().to_string(), s(&v, &["split_view_across", "id"]));
+    let mut bare = across.clone();
+    bare.prefix = None;
+    assert!(bare.verify().is_err());
 }

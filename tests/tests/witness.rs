@@ -262,15 +262,29 @@ fn add_checkpoint_refuses_bad_requests_with_the_c2sp_status_and_keeps_its_state(
     assert_eq!(views.as_array().map(Vec::len), Some(1), "{views}");
     assert_eq!(views[0]["origin"], origin);
     assert_eq!(views[0]["size"], 6);
-    let proof = SplitView {
-        a: views[0]["a"].as_str().expect("a").to_owned(),
-        b: views[0]["b"].as_str().expect("b").to_owned(),
-    };
+    let proof: SplitView = serde_json::from_value(views[0].clone()).expect("a proof");
     proof.verify().expect("the proof verifies offline");
-    // The node survives a restart with it.
+    // A larger checkpoint whose proof leads from another history's root at the held size (6,
+    // not a power of two, so the proof names that root): 422, and the held note, the offered
+    // note and that root with the proof are a split-view proof across two sizes.
+    let r = add_checkpoint(&n, &log.add(6, 9, 2));
+    assert_eq!(r.status, 422, "{}", r.body);
+    assert_eq!(witnessed_size(&n, &origin), Some(6));
+    assert_eq!(n.info().split_views, 2);
+    let views = n.get("/v1/log/split-views").expect_status(200).json();
+    let across = views
+        .as_array()
+        .and_then(|v| v.iter().find(|p| p["other_size"] == 9))
+        .expect("a proof across sizes 6 and 9")
+        .clone();
+    assert_eq!(across["size"], 6, "{across}");
+    let proof: SplitView = serde_json::from_value(across).expect("a proof");
+    let (x, y) = proof.verify().expect("the proof verifies offline");
+    assert_eq!((x.size.min(y.size), x.size.max(y.size)), (6, 9));
+    // The node survives a restart with them.
     let mut n = n;
     n.restart();
-    assert_eq!(n.info().split_views, 1);
+    assert_eq!(n.info().split_views, 2);
     assert_eq!(witnessed_size(&n, &origin), Some(6));
 }
 
@@ -292,10 +306,7 @@ fn a_log_showing_two_witnesses_two_histories_is_reported_by_every_node() {
         });
         let views = n.get("/v1/log/split-views").json();
         assert_eq!(views[0]["origin"], log.origin());
-        let proof = SplitView {
-            a: views[0]["a"].as_str().expect("a").to_owned(),
-            b: views[0]["b"].as_str().expect("b").to_owned(),
-        };
+        let proof: SplitView = serde_json::from_value(views[0].clone()).expect("a proof");
         let (x, y) = proof.verify().expect("verifies");
         assert_eq!((x.size, y.size), (5, 5));
     }
