@@ -99,7 +99,9 @@ impl KeyCache {
     /// A cache of at most `capacity` keys.
     pub fn new(capacity: usize) -> Self {
         KeyCache {
-            keys: HashMap::with_capacity(capacity.min(1 << 16)),
+            // Grown as keys come: a large table allocated up front costs a page fault per
+            // page touched, scattered over all of it.
+            keys: HashMap::with_capacity(capacity.min(1 << 10)),
             capacity,
         }
     }

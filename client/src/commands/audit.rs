@@ -40,6 +40,17 @@ const TICK: Duration = Duration::from_millis(250);
 /// About how many bytes of the export one worker takes at a time (about 4,000 entry lines: one
 /// signature batch).
 pub const PART_BYTES: usize = 5 << 19;
+/// The smallest part (about 200 entry lines).
+const MIN_PART_BYTES: usize = 1 << 17;
+
+/// The part size for an export of `len` bytes: at least eight parts per worker, so that the
+/// last parts do not leave a core idle, between [`MIN_PART_BYTES`] and [`PART_BYTES`].
+fn part_size(len: u64, threads: usize) -> usize {
+    let per = len / (8 * threads.max(1) as u64);
+    usize::try_from(per)
+        .unwrap_or(PART_BYTES)
+        .clamp(MIN_PART_BYTES, PART_BYTES)
+}
 /// Signer keys each worker keeps decoded.
 const KEYS_CACHED: usize = 1 << 16;
 /// Anomalies and checkpoints listed in the human report before summarising (--json has all).
@@ -98,7 +109,7 @@ pub fn run(ctx: &Ctx, o: &Options<'_>) -> Result<Report> {
             let input = Input::File {
                 file: &file,
                 len,
-                part_bytes: PART_BYTES as u64,
+                part_bytes: part_size(len, threads) as u64,
             };
             let replayed = replay(&input, options, threads, &progress).map_err(|e| match e {
                 Failure::Read(e) => Error::io(format!("reading {name}"), e),
@@ -118,7 +129,8 @@ pub fn run(ctx: &Ctx, o: &Options<'_>) -> Result<Report> {
                 message: format!("the export broke off: {e}"),
             })?;
             let source = format!("{url}/v1/log/export");
-            let replayed = replay_text(&utf8(bytes), options, threads, PART_BYTES, &progress)
+            let part_bytes = part_size(bytes.len() as u64, threads);
+            let replayed = replay_text(&utf8(bytes), options, threads, part_bytes, &progress)
                 .map_err(|e| match e {
                     Failure::Read(e) => Error::NodeUnreachable {
                         url: url.clone(),
