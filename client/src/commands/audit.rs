@@ -1,14 +1,15 @@
 //! `consent audit`: replay a node's whole export (`GET /v1/log/export`, or a file written by
 //! `consent-node export`) with `proto::audit::Replay`, and report every anomaly.
 //!
-//! The export is split into parts of about 2.5 MB, each holding whole lines. One worker
-//! per available core takes the next part, reads it (a file is read by the workers themselves,
-//! each its own parts; a node's answer is downloaded into memory first), parses and decodes its
-//! lines and verifies its entries' signatures in one batch (signer keys cached per worker). The
-//! calling thread feeds the finished parts, in order, to the replay (log indices, chains, states,
-//! the Merkle tree), so the replay overlaps with the workers; at most two parts per worker wait
-//! for it. The states are then computed on all cores. A progress line is drawn on standard error,
-//! in place, when it is a terminal or the export has more than [`PROGRESS_ABOVE`] entries.
+//! The export is split into parts of whole lines: a file into byte ranges sized to it (at least
+//! eight per worker, 128 KiB to 2.5 MB), each read by a worker itself; a node's answer into parts
+//! of 512 KiB by a reader thread as it arrives, so that the replay runs while the node is still
+//! sending. One worker per available core takes the next part, parses and decodes its lines and
+//! verifies its entries' signatures in one batch (signer keys cached per worker). The calling
+//! thread feeds the finished parts, in order, to the replay (log indices, chains, states, the
+//! Merkle tree), so the replay overlaps with the workers; at most two parts per worker wait for
+//! it. The states are then computed on all cores. A progress line is drawn on standard error, in
+//! place, when it is a terminal or the export has more than [`PROGRESS_ABOVE`] entries.
 
 use std::borrow::Cow;
 use std::cell::Cell;
@@ -40,6 +41,8 @@ const TICK: Duration = Duration::from_millis(250);
 /// About how many bytes of the export one worker takes at a time (about 4,000 entry lines: one
 /// signature batch).
 pub const PART_BYTES: usize = 5 << 19;
+/// The part size of an export read from a node (its length is not known beforehand).
+const STREAM_PART_BYTES: usize = 1 << 19;
 /// The smallest part (about 200 entry lines).
 const MIN_PART_BYTES: usize = 1 << 17;
 
@@ -113,6 +116,7 @@ pub fn run(ctx: &Ctx, o: &Options<'_>) -> Result<Report> {
             };
             let replayed = replay(&input, options, threads, &progress).map_err(|e| match e {
                 Failure::Read(e) => Error::io(format!("reading {name}"), e),
+                Failure::TooLarge => too_large(),
                 Failure::NotExport(m) => Error::BadFile {
                     path: name.clone(),
                     message: m,
@@ -124,20 +128,23 @@ pub fn run(ctx: &Ctx, o: &Options<'_>) -> Result<Report> {
             let node = ctx.node()?;
             let url = node.url().to_owned();
             let body = node.export()?;
-            let bytes = read_export(body, &progress, &|e| Error::NodeUnreachable {
-                url: url.clone(),
-                message: format!("the export broke off: {e}"),
-            })?;
             let source = format!("{url}/v1/log/export");
-            let part_bytes = part_size(bytes.len() as u64, threads);
-            let replayed = replay_text(&utf8(bytes), options, threads, part_bytes, &progress)
-                .map_err(|e| match e {
-                    Failure::Read(e) => Error::NodeUnreachable {
-                        url: url.clone(),
-                        message: e.to_string(),
-                    },
-                    Failure::NotExport(m) => Error::Unverified(format!("{source}: {m}")),
-                })?;
+            // Replayed as it arrives: a reader thread cuts the answer into parts.
+            let stream = Stream::new();
+            let replayed = std::thread::scope(|s| {
+                s.spawn(|| stream.fill(body, STREAM_PART_BYTES, MAX_EXPORT));
+                let r = replay(&Input::Stream(&stream), options, threads, &progress);
+                stream.close();
+                r
+            })
+            .map_err(|e| match e {
+                Failure::Read(e) => Error::NodeUnreachable {
+                    url: url.clone(),
+                    message: format!("the export broke off: {e}"),
+                },
+                Failure::TooLarge => too_large(),
+                Failure::NotExport(m) => Error::Unverified(format!("{source}: {m}")),
+            })?;
             (source, replayed)
         }
     };
@@ -307,35 +314,19 @@ fn work(text: &str, cache: &mut KeyCache) -> Part {
     }
 }
 
-/// Cuts `text` at line ends into parts of about `part_bytes` (the offsets where parts start, and
-/// the end).
-fn cut(text: &str, part_bytes: usize) -> Vec<usize> {
-    let mut cuts = vec![0usize];
-    let mut from = part_bytes.max(1);
-    while from < text.len() {
-        match text.as_bytes()[from..].iter().position(|&b| b == b'\n') {
-            Some(i) if from + i + 1 < text.len() => cuts.push(from + i + 1),
-            _ => break,
-        }
-        from = cuts[cuts.len() - 1] + part_bytes.max(1);
-    }
-    cuts.push(text.len());
-    cuts
-}
-
 /// Why an export could not be replayed.
 #[derive(Debug)]
 enum Failure {
     /// Reading it failed.
     Read(std::io::Error),
+    /// It is larger than [`MAX_EXPORT`].
+    TooLarge,
     /// It is not an export (empty, or its first line is not an export line).
     NotExport(String),
 }
 
 /// Where an export's bytes are.
 enum Input<'a> {
-    /// In memory, cut at these offsets (see [`cut`]).
-    Text { text: &'a str, cuts: Vec<usize> },
     /// In a file of `len` bytes, read part by part by the workers: part k holds the lines that
     /// begin in bytes `[k × part_bytes, (k + 1) × part_bytes)`.
     File {
@@ -343,22 +334,129 @@ enum Input<'a> {
         len: u64,
         part_bytes: u64,
     },
+    /// Arriving over the network, cut into parts by [`Stream::fill`] as it comes.
+    Stream(&'a Stream),
 }
 
-impl Input<'_> {
-    fn parts(&self) -> usize {
-        match self {
-            Input::Text { cuts, .. } => cuts.len() - 1,
-            Input::File {
-                len, part_bytes, ..
-            } => usize::try_from(len.div_ceil(*part_bytes.max(&1)).max(1)).unwrap_or(usize::MAX),
+/// An export arriving over the network: a reader thread ([`Stream::fill`]) cuts it into parts of
+/// whole lines as it comes, and the workers take them ([`Input::part`]), so that the replay runs
+/// while the node is still sending.
+struct Stream {
+    state: Mutex<StreamState>,
+    changed: Condvar,
+}
+
+#[derive(Default)]
+struct StreamState {
+    /// Parts read so far (a worker takes its part out).
+    parts: Vec<Option<String>>,
+    /// The stream has ended (or failed, or was closed).
+    done: bool,
+    /// Why it failed; handed to the first worker that finds it.
+    error: Option<Failure>,
+    /// The replay stopped: the reader stops too.
+    closed: bool,
+}
+
+impl Stream {
+    fn new() -> Stream {
+        Stream {
+            state: Mutex::new(StreamState::default()),
+            changed: Condvar::new(),
         }
     }
 
-    /// Part `k`'s text.
-    fn part(&self, k: usize) -> std::io::Result<Cow<'_, str>> {
+    fn lock(&self) -> std::sync::MutexGuard<'_, StreamState> {
+        self.state.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Reads `r` to its end in parts of about `part_bytes` whole lines (at most `max` bytes in
+    /// all), making each available as it is cut.
+    fn fill(&self, mut r: impl Read, part_bytes: usize, max: u64) {
+        let mut buf: Vec<u8> = Vec::with_capacity(part_bytes + (1 << 16));
+        let mut chunk = vec![0u8; 1 << 16];
+        let mut total = 0u64;
+        let end = loop {
+            if self.lock().closed {
+                break None;
+            }
+            let n = match r.read(&mut chunk) {
+                Ok(0) => break None,
+                Ok(n) => n,
+                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+                Err(e) => break Some(Failure::Read(e)),
+            };
+            total += n as u64;
+            if total > max {
+                break Some(Failure::TooLarge);
+            }
+            buf.extend_from_slice(&chunk[..n]);
+            if buf.len() >= part_bytes {
+                if let Some(i) = buf.iter().rposition(|&b| b == b'\n') {
+                    let rest = buf.split_off(i + 1);
+                    let part = std::mem::replace(&mut buf, rest);
+                    self.push(utf8(part));
+                }
+            }
+        };
+        let mut st = self.lock();
+        if end.is_none() && !buf.is_empty() {
+            st.parts.push(Some(utf8(buf)));
+        }
+        st.error = end;
+        st.done = true;
+        drop(st);
+        self.changed.notify_all();
+    }
+
+    fn push(&self, part: String) {
+        self.lock().parts.push(Some(part));
+        self.changed.notify_all();
+    }
+
+    /// Part `k` once it is cut; `None` when the stream ended before it.
+    fn take(&self, k: usize) -> std::result::Result<Option<String>, Failure> {
+        let mut st = self.lock();
+        while st.parts.len() <= k && !st.done && !st.closed {
+            st = self
+                .changed
+                .wait(st)
+                .unwrap_or_else(PoisonError::into_inner);
+        }
+        if let Some(p) = st.parts.get_mut(k) {
+            return Ok(p.take());
+        }
+        match st.error.take() {
+            Some(e) => Err(e),
+            None => Ok(None),
+        }
+    }
+
+    /// Stops the reader at its next read, and workers waiting for parts (the replay is over).
+    fn close(&self) {
+        self.lock().closed = true;
+        self.changed.notify_all();
+    }
+}
+
+impl Input<'_> {
+    /// How many parts there are (for a stream: as many as it will bring).
+    fn parts(&self) -> usize {
         match self {
-            Input::Text { text, cuts } => Ok(Cow::Borrowed(&text[cuts[k]..cuts[k + 1]])),
+            Input::File {
+                len, part_bytes, ..
+            } => usize::try_from(len.div_ceil(*part_bytes.max(&1)).max(1)).unwrap_or(usize::MAX),
+            Input::Stream(_) => usize::MAX,
+        }
+    }
+
+    /// Part `k`'s text; `None` past the last part.
+    fn part(&self, k: usize) -> std::result::Result<Option<Cow<'_, str>>, Failure> {
+        if k >= self.parts() {
+            return Ok(None);
+        }
+        match self {
+            Input::Stream(stream) => stream.take(k).map(|p| p.map(Cow::Owned)),
             Input::File {
                 file,
                 len,
@@ -366,11 +464,17 @@ impl Input<'_> {
             } => {
                 let from = (k as u64).saturating_mul(*part_bytes).min(*len);
                 let to = from.saturating_add(*part_bytes).min(*len);
-                let start = line_start(file, *len, from)?;
-                let end = line_start(file, *len, to)?;
-                let mut bytes = vec![0u8; usize::try_from(end.saturating_sub(start)).unwrap_or(0)];
-                std::os::unix::fs::FileExt::read_exact_at(*file, &mut bytes, start)?;
-                Ok(Cow::Owned(utf8(bytes)))
+                let read = || -> std::io::Result<Vec<u8>> {
+                    let start = line_start(file, *len, from)?;
+                    let end = line_start(file, *len, to)?;
+                    let mut bytes =
+                        vec![0u8; usize::try_from(end.saturating_sub(start)).unwrap_or(0)];
+                    std::os::unix::fs::FileExt::read_exact_at(*file, &mut bytes, start)?;
+                    Ok(bytes)
+                };
+                read()
+                    .map(|b| Some(Cow::Owned(utf8(b))))
+                    .map_err(Failure::Read)
             }
         }
     }
@@ -393,24 +497,6 @@ fn line_start(file: &std::fs::File, len: u64, at: u64) -> std::io::Result<u64> {
         pos += n as u64;
     }
     Ok(len)
-}
-
-/// [`replay`] of an export held in memory, cut into parts of about `part_bytes`.
-///
-/// # Errors
-/// As [`replay`].
-fn replay_text(
-    text: &str,
-    options: AuditOptions,
-    threads: usize,
-    part_bytes: usize,
-    progress: &Progress,
-) -> std::result::Result<Replayed, Failure> {
-    let input = Input::Text {
-        text,
-        cuts: cut(text, part_bytes),
-    };
-    replay(&input, options, threads, progress)
 }
 
 /// Replays an export: `threads` workers read, parse, decode and verify its parts while this
@@ -441,7 +527,7 @@ fn replay(
     let mut any = false;
     progress.show("reading the export");
     std::thread::scope(|s| {
-        let (tx, rx) = mpsc::channel::<(usize, std::io::Result<Part>)>();
+        let (tx, rx) = mpsc::channel::<(usize, std::result::Result<Part, Failure>)>();
         for _ in 0..threads.clamp(1, parts) {
             let (tx, next, stop, replayed) = (tx.clone(), &next, &stop, &replayed);
             s.spawn(move || {
@@ -460,8 +546,13 @@ fn replay(
                             .0;
                     }
                     drop(done);
-                    let part = input.part(k).map(|text| work(&text, &mut cache));
-                    if tx.send((k, part)).is_err() {
+                    let part = match input.part(k) {
+                        Ok(Some(text)) => Ok(work(&text, &mut cache)),
+                        Ok(None) => break,
+                        Err(e) => Err(e),
+                    };
+                    let failed = part.is_err();
+                    if tx.send((k, part)).is_err() || failed {
                         break;
                     }
                 }
@@ -469,7 +560,7 @@ fn replay(
         }
         drop(tx);
         // Parts finish out of order; they are replayed in order.
-        let mut waiting: BTreeMap<usize, std::io::Result<Part>> = BTreeMap::new();
+        let mut waiting: BTreeMap<usize, std::result::Result<Part, Failure>> = BTreeMap::new();
         let mut wanted = 0;
         let mut line = 1;
         let result = 'parts: loop {
@@ -478,11 +569,18 @@ fn replay(
                     waiting.insert(k, part);
                 }
                 Err(mpsc::RecvTimeoutError::Timeout) => {}
-                // Every worker is done (or one panicked: the scope then panics too).
-                Err(mpsc::RecvTimeoutError::Disconnected) => break Ok(()),
+                // Every worker is done (or one panicked: the scope then panics too). A stream
+                // that failed hands its error to whichever worker asked first past its end,
+                // which may not be the part replayed next.
+                Err(mpsc::RecvTimeoutError::Disconnected) => {
+                    break std::mem::take(&mut waiting)
+                        .into_values()
+                        .find_map(std::result::Result::err)
+                        .map_or(Ok(()), Err);
+                }
             }
             while let Some(part) = waiting.remove(&wanted) {
-                let fed = part.map_err(Failure::Read).and_then(|part| {
+                let fed = part.and_then(|part| {
                     feed(&mut out, part, &mut line, &mut any, &mut total)
                         .map_err(Failure::NotExport)
                 });
@@ -506,6 +604,9 @@ fn replay(
         };
         stop.store(true, Ordering::Relaxed);
         replayed.1.notify_all();
+        if let Input::Stream(stream) = input {
+            stream.close();
+        }
         result
     })?;
     if !any {
@@ -582,45 +683,6 @@ fn too_large() -> Error {
 /// holding them then fail to parse, each named).
 fn utf8(bytes: Vec<u8>) -> String {
     String::from_utf8(bytes).unwrap_or_else(|e| String::from_utf8_lossy(e.as_bytes()).into_owned())
-}
-
-/// Reads a whole export into memory, drawing progress; `fail` maps a read error.
-fn read_export(
-    mut r: impl Read,
-    progress: &Progress,
-    fail: &dyn Fn(std::io::Error) -> Error,
-) -> Result<Vec<u8>> {
-    let mut buf = Vec::new();
-    let mut chunk = vec![0u8; 1 << 16];
-    let mut header_seen = false;
-    loop {
-        let n = match r.read(&mut chunk) {
-            Ok(0) => break,
-            Ok(n) => n,
-            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
-            Err(e) => return Err(fail(e)),
-        };
-        buf.extend_from_slice(&chunk[..n]);
-        if buf.len() as u64 > MAX_EXPORT {
-            return Err(too_large());
-        }
-        // The header's size says early whether this is a long replay.
-        if !header_seen {
-            if let Some(end) = buf.iter().position(|&b| b == b'\n') {
-                header_seen = true;
-                if let Ok(ExportLine::Header { size, .. }) = serde_json::from_slice(&buf[..end]) {
-                    if size > PROGRESS_ABOVE {
-                        progress.enable();
-                    }
-                }
-            }
-        }
-        progress.show(&format!(
-            "reading the export: {:.1} MB",
-            buf.len() as f64 / 1e6
-        ));
-    }
-    Ok(buf)
 }
 
 /// A progress line on standard error, redrawn in place (`\r`) at most every [`TICK`], and only
@@ -899,6 +961,36 @@ mod tests {
     use super::*;
     use crate::commands::tests::chain;
 
+    /// A reader that gives at most `.1` bytes at a time, as a network connection may.
+    struct Trickle<'a>(&'a [u8], usize);
+
+    impl Read for Trickle<'_> {
+        fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+            let n = self.0.len().min(self.1).min(buf.len());
+            buf[..n].copy_from_slice(&self.0[..n]);
+            self.0 = &self.0[n..];
+            Ok(n)
+        }
+    }
+
+    /// [`replay`] of `text` arriving as a stream, a few bytes at a time, cut into parts of about
+    /// `part_bytes`.
+    fn replay_text(
+        text: &str,
+        options: AuditOptions,
+        threads: usize,
+        part_bytes: usize,
+        progress: &Progress,
+    ) -> std::result::Result<Replayed, Failure> {
+        let stream = Stream::new();
+        std::thread::scope(|s| {
+            s.spawn(|| stream.fill(Trickle(text.as_bytes(), 97), part_bytes, MAX_EXPORT));
+            let r = replay(&Input::Stream(&stream), options, threads, progress);
+            stream.close();
+            r
+        })
+    }
+
     /// An export of `chain(n)` with the entries at `tampered` changed after signing.
     fn export(n: u64, tampered: &[usize]) -> String {
         let mut entries = chain(n).entries;
@@ -1000,21 +1092,6 @@ mod tests {
     }
 
     #[test]
-    fn parts_are_cut_at_line_ends() {
-        let text = "ab\ncd\n\nefg\nh";
-        for part_bytes in 0..20 {
-            let cuts = cut(text, part_bytes);
-            assert_eq!(cuts[0], 0);
-            assert_eq!(cuts[cuts.len() - 1], text.len());
-            for w in cuts.windows(2) {
-                assert!(w[0] < w[1], "{cuts:?}");
-                assert!(w[0] == 0 || text.as_bytes()[w[0] - 1] == b'\n', "{cuts:?}");
-            }
-        }
-        assert_eq!(cut("", 4), vec![0, 0]);
-    }
-
-    #[test]
     fn many_checkpoints_are_summarised_but_failing_ones_are_always_shown() {
         let cp = |size: u64, ok: bool| CheckpointReport {
             size,
@@ -1036,6 +1113,53 @@ mod tests {
         assert!(out[1].contains("size 7 "), "{out:?}");
         assert!(out[6].contains("size 80 "), "{out:?}");
         assert!(out[7].contains("74 more, all ok"), "{out:?}");
+    }
+
+    /// A reader that fails once its bytes are out, as a connection that breaks off.
+    struct BreaksOff<'a>(&'a [u8]);
+
+    impl Read for BreaksOff<'_> {
+        fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+            if self.0.is_empty() {
+                return Err(std::io::Error::other("connection reset"));
+            }
+            let n = self.0.len().min(buf.len()).min(50);
+            buf[..n].copy_from_slice(&self.0[..n]);
+            self.0 = &self.0[n..];
+            Ok(n)
+        }
+    }
+
+    #[test]
+    fn a_stream_that_breaks_off_or_grows_too_large_fails_without_a_verdict() {
+        let quiet = Progress::new(false, Instant::now());
+        let text = export(23, &[]);
+        let half = &text.as_bytes()[..text.len() / 2];
+        for (max, broken) in [(MAX_EXPORT, true), (text.len() as u64 / 3, false)] {
+            for threads in [1, 2, 4] {
+                let stream = Stream::new();
+                let got = std::thread::scope(|s| {
+                    if broken {
+                        s.spawn(|| stream.fill(BreaksOff(half), 300, max));
+                    } else {
+                        s.spawn(|| stream.fill(Trickle(text.as_bytes(), 40), 300, max));
+                    }
+                    let r = replay(
+                        &Input::Stream(&stream),
+                        AuditOptions::default(),
+                        threads,
+                        &quiet,
+                    );
+                    stream.close();
+                    r
+                });
+                match got {
+                    Err(Failure::Read(_)) => assert!(broken),
+                    Err(Failure::TooLarge) => assert!(!broken),
+                    _ => panic!("no failure ({broken}, {threads} threads)"),
+                }
+            }
+        }
     }
 
     #[test]
