@@ -531,6 +531,9 @@ fn replay(
         for _ in 0..threads.clamp(1, parts) {
             let (tx, next, stop, replayed) = (tx.clone(), &next, &stop, &replayed);
             s.spawn(move || {
+                // A worker that panics stops the others, so that nobody waits for its part; the
+                // scope then passes the panic on.
+                let _stop = StopOnPanic(stop);
                 let mut cache = KeyCache::new(KEYS_CACHED);
                 loop {
                     let k = next.fetch_add(1, Ordering::Relaxed);
@@ -615,6 +618,17 @@ fn replay(
         ));
     }
     Ok(out)
+}
+
+/// Sets its flag when dropped during a panic.
+struct StopOnPanic<'a>(&'a AtomicBool);
+
+impl Drop for StopOnPanic<'_> {
+    fn drop(&mut self) {
+        if std::thread::panicking() {
+            self.0.store(true, Ordering::Relaxed);
+        }
+    }
 }
 
 /// Feeds one worker's part to the replay. `line` is the number of the part's first line, `any`
