@@ -26,7 +26,7 @@ pub const PAGE: usize = 1000;
 const MAX_ANSWER: u64 = 16 * 1024 * 1024;
 /// Most entries of one chain this client will fetch.
 const MAX_CHAIN: usize = 1_000_000;
-/// Largest export `consent audit` reads into memory (about 6 million entries).
+/// Largest export `consent audit` reads (about 6 million entries).
 pub const MAX_EXPORT: u64 = 2 * 1024 * 1024 * 1024;
 /// How long an export download may take.
 pub const EXPORT_TIMEOUT: Duration = Duration::from_secs(3600);
