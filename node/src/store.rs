@@ -95,7 +95,6 @@ fn open_db(dir: &Path) -> Result<sled::Db, StoreError> {
                 .path(dir)
                 // The ledger flushes explicitly before every acknowledgement.
                 .flush_every_ms(Some(1000))
-                .mode(sled::Mode::HighThroughput)
                 .open()
         })
         .map_err(|panic| StoreError::Unopenable {

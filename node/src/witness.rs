@@ -31,7 +31,7 @@ use crate::store::{SledStore, StoreError};
 /// verifies to the offered root from the root it implies for the held size, the two notes and
 /// that prefix (`SplitView::from_failed_offer`). Both notes keep only the log's own signature
 /// lines, as in gossip, so that one conflict has one id.
-fn conflict_proof(held: &str, req: &AddCheckpoint, e: &WitnessError) -> Option<SplitView> {
+fn conflict_proof(held: &Held, req: &AddCheckpoint, e: &WitnessError) -> Option<SplitView> {
     let offered_note = Note::parse(&req.checkpoint).ok()?;
     let offered = Checkpoint::from_text(&offered_note.text).ok()?;
     let v = log_verifier(&offered.origin)?;
@@ -40,14 +40,9 @@ fn conflict_proof(held: &str, req: &AddCheckpoint, e: &WitnessError) -> Option<S
         .retain(|s| s.name == v.name && s.id == v.id());
     let offered_text = logs.to_text();
     match e {
-        WitnessError::RootConflict => Some(SplitView::new(held.to_owned(), offered_text)),
+        WitnessError::RootConflict => Some(SplitView::new(held.note.clone(), offered_text)),
         WitnessError::BadProof => {
-            let h = held_of(held)?;
-            SplitView::from_failed_offer(
-                (held, h.size, h.root),
-                (&offered_text, offered.size, offered.root),
-                &req.proof,
-            )
+            SplitView::from_failed_offer(held, &offered_text, &offered, &req.proof)
         }
         _ => None,
     }
@@ -176,11 +171,13 @@ impl Witness {
         let req = AddCheckpoint::parse(body).map_err(Ok)?;
         let _guard = self.lock.lock().unwrap_or_else(|p| p.into_inner());
         let mut held_note: Option<String> = None;
+        let mut held: Option<Held> = None;
         let mut storage: Option<StoreError> = None;
         let checked = check_add(&req, |origin| match self.store.witness_held(origin) {
             Ok(n) => {
-                held_note.clone_from(&n);
-                n.as_deref().and_then(held_of)
+                held = n.as_deref().and_then(held_of);
+                held_note = n;
+                held.clone()
             }
             Err(e) => {
                 storage = Some(e);
@@ -193,10 +190,7 @@ impl Witness {
         let (cp, note) = match checked {
             Ok(v) => v,
             Err(e @ (WitnessError::RootConflict | WitnessError::BadProof)) => {
-                if let Some(proof) = held_note
-                    .as_deref()
-                    .and_then(|held| conflict_proof(held, &req, &e))
-                {
+                if let Some(proof) = held.as_ref().and_then(|h| conflict_proof(h, &req, &e)) {
                     if let Err(e) = self.record(&proof) {
                         tracing::warn!(error = %e, "cannot keep a split-view proof");
                     }

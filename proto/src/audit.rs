@@ -192,8 +192,7 @@ pub fn parse_and_decode_line(line: &str) -> Result<(ExportLine, Option<DecodedEn
     if let Some((log_index, hex)) = fast_entry_parts(line) {
         // Valid hex has no quotes, escapes or control characters, so JSON would read the same
         // string; anything else takes the JSON path below.
-        let mut bytes = vec![0u8; hex.len() / 2];
-        if hex.len() % 2 == 0 && decode_hex(hex.as_bytes(), &mut bytes).is_ok() {
+        if let Some(bytes) = hex_bytes(hex) {
             return Ok((
                 ExportLine::Entry {
                     log_index,
@@ -228,8 +227,10 @@ fn fast_entry_line(line: &str) -> Option<ExportLine> {
 /// (the form [`parse_export_line`] reads on its direct path), without the per-character work of
 /// a JSON string.
 pub fn write_entry_line(out: &mut Vec<u8>, log_index: u64, bytes: &[u8]) {
+    use std::io::Write;
     out.extend_from_slice(br#"{"type":"entry","log_index":"#);
-    out.extend_from_slice(log_index.to_string().as_bytes());
+    // Writing to a Vec cannot fail.
+    let _ = write!(out, "{log_index}");
     out.extend_from_slice(br#","hex":""#);
     let at = out.len();
     out.resize(at + 2 * bytes.len(), 0);
@@ -293,14 +294,16 @@ pub fn audit(
         .collect();
     let mut bad: HashMap<usize, EntryError> = verify_signatures(&entries).into_iter().collect();
     let mut replay = Replay::new(options.clone());
+    // The position of the next decoded entry in `entries`.
     let mut k = 0;
     for (line, d) in lines.iter().zip(decoded) {
         match (line, d) {
             (ExportLine::Entry { log_index, .. }, Some(d)) => {
                 let signature = match &d {
                     DecodedEntry::Ok(..) => {
+                        let verdict = bad.remove(&k).map_or(Ok(()), Err);
                         k += 1;
-                        bad.remove(&(k - 1)).map_or(Ok(()), Err)
+                        verdict
                     }
                     DecodedEntry::Bad { .. } => Ok(()),
                 };
@@ -332,20 +335,24 @@ pub enum DecodedEntry {
 /// Decodes one entry line's hex (what [`audit`] does for every entry line; a caller may run it
 /// on all cores and pass the results to [`Replay::entry`]).
 pub fn decode_entry_hex(hex: &str) -> DecodedEntry {
-    let mut b = vec![0u8; hex.len() / 2];
-    if !hex.len().is_multiple_of(2) || decode_hex(hex.as_bytes(), &mut b).is_err() {
-        return DecodedEntry::Bad {
+    match hex_bytes(hex) {
+        Some(b) => decode_entry_bytes(&b),
+        None => DecodedEntry::Bad {
             reason: "not hex".into(),
             leaf_input: crate::entry::hash_entry_bytes(&[]),
-        };
+        },
     }
-    decode_entry_bytes(&b)
 }
 
-/// Hex to bytes (`out` is exactly half as long as `hex`), with the SIMD decoder of `faster-hex`:
-/// hex decoding was the largest cost of an audit after the signatures.
-fn decode_hex(hex: &[u8], out: &mut [u8]) -> Result<(), ()> {
-    faster_hex::hex_decode(hex, out).map_err(|_| ())
+/// Hex (either case) to bytes, with the SIMD decoder of `faster-hex`: hex decoding was the
+/// largest cost of an audit after the signatures. None when it is not hex.
+fn hex_bytes(hex: &str) -> Option<Vec<u8>> {
+    if !hex.len().is_multiple_of(2) {
+        return None;
+    }
+    let mut out = vec![0u8; hex.len() / 2];
+    faster_hex::hex_decode(hex.as_bytes(), &mut out).ok()?;
+    Some(out)
 }
 
 fn decode_entry_bytes(b: &[u8]) -> DecodedEntry {
@@ -375,14 +382,25 @@ pub fn verify_decoded(
             DecodedEntry::Bad { .. } => None,
         })
         .collect();
-    let all_ok = crate::chain::verify_entry_refs(&entries, cache).is_ok();
+    let mut verdicts = verify_batch_then_alone(&entries, cache).into_iter();
     decoded
         .iter()
         .map(|d| match d {
-            DecodedEntry::Ok(e, _) if !all_ok => crate::verify_entry(e),
-            _ => Ok(()),
+            DecodedEntry::Ok(..) => verdicts.next().unwrap_or(Ok(())),
+            DecodedEntry::Bad { .. } => Ok(()),
         })
         .collect()
+}
+
+/// Every entry's signature verdict: one batch, and each entry alone only when the batch fails.
+fn verify_batch_then_alone(
+    entries: &[&Entry],
+    cache: &mut crate::sig::KeyCache,
+) -> Vec<Result<(), EntryError>> {
+    if crate::chain::verify_entries_cached(entries, cache).is_ok() {
+        return vec![Ok(()); entries.len()];
+    }
+    entries.iter().map(|e| crate::verify_entry(e)).collect()
 }
 
 /// One subject's valid chain, as the replay goes.
@@ -918,14 +936,12 @@ pub fn prefix_roots(leaves: &[Hash], sizes: &[u64]) -> HashMap<u64, Hash> {
 /// Verifies every entry's signature in one batch, then alone where the batch fails, and returns
 /// every failure.
 pub fn verify_signatures_sequential(entries: &[Entry]) -> Vec<(usize, EntryError)> {
-    match crate::chain::verify_entries(entries) {
-        Ok(()) => vec![],
-        Err(_) => entries
-            .iter()
-            .enumerate()
-            .filter_map(|(i, e)| crate::verify_entry(e).err().map(|err| (i, err)))
-            .collect(),
-    }
+    let refs: Vec<&Entry> = entries.iter().collect();
+    verify_batch_then_alone(&refs, &mut crate::sig::KeyCache::new(entries.len()))
+        .into_iter()
+        .enumerate()
+        .filter_map(|(i, r)| r.err().map(|err| (i, err)))
+        .collect()
 }
 
 #[cfg(test)]

@@ -5,6 +5,8 @@
 //! entry, which is signed by the recovery key committed to earlier (pre-rotation, as in KERI).
 //! The functions here take every entry they need as arguments; nothing reads a store.
 
+use std::borrow::Borrow;
+
 use serde::{Deserialize, Serialize};
 
 use crate::entry::{recovery_commitment, Body, Entry, Kind};
@@ -249,26 +251,16 @@ pub fn verify_entries(entries: &[Entry]) -> Result<(), (usize, EntryError)> {
 }
 
 /// [`verify_entries`] with decoded signer keys kept in `cache` across calls (same verdicts; a node
-/// or an auditor sees the same subjects' keys again and again).
+/// or an auditor sees the same subjects' keys again and again). Takes entries or references to
+/// entries held elsewhere.
 ///
 /// # Errors
 /// The index of the first invalid entry and why.
-pub fn verify_entries_cached(
-    entries: &[Entry],
+pub fn verify_entries_cached<E: Borrow<Entry>>(
+    entries: &[E],
     cache: &mut sig::KeyCache,
 ) -> Result<(), (usize, EntryError)> {
-    verify_entry_refs(&entries.iter().collect::<Vec<_>>(), cache)
-}
-
-/// [`verify_entries_cached`] over entries held elsewhere (same verdicts).
-///
-/// # Errors
-/// The index of the first invalid entry and why.
-pub fn verify_entry_refs(
-    entries: &[&Entry],
-    cache: &mut sig::KeyCache,
-) -> Result<(), (usize, EntryError)> {
-    for (i, e) in entries.iter().enumerate() {
+    for (i, e) in entries.iter().map(Borrow::borrow).enumerate() {
         // Entries built in memory have not been through the decoder: apply the form rules too.
         e.content
             .check_form()
@@ -277,9 +269,13 @@ pub fn verify_entry_refs(
             return Err((i, EntryError::FirstSignerNotSubject));
         }
     }
-    let inputs: Vec<Vec<u8>> = entries.iter().map(|e| e.content.signing_input()).collect();
+    let inputs: Vec<Vec<u8>> = entries
+        .iter()
+        .map(|e| e.borrow().content.signing_input())
+        .collect();
     let items: Vec<BatchItem<'_>> = entries
         .iter()
+        .map(Borrow::borrow)
         .zip(inputs.iter())
         .map(|(e, m)| BatchItem {
             key: &e.content.signer,

@@ -303,18 +303,17 @@ pub fn verify_consistency(
     Ok(())
 }
 
-/// The root of the first `first` leaves that a consistency proof from `first` to `second`
-/// leaves implies, when `first` is not a power of two (the proof then holds every hash the
-/// first root is computed from; for a power of two it omits that root, which the verifier
-/// supplies). With [`verify_consistency`] from this root to the second root, it shows what a
-/// tree of `second` leaves holds at `first`, whatever root was signed for `first`.
-pub fn implied_first_root(first: u64, second: u64, proof: &[Hash]) -> Option<Hash> {
+/// The roots of the first `first` leaves and of all `second` leaves that a consistency proof
+/// from `first` to `second` leaves computes on its own, when `first` is not a power of two (the
+/// proof then holds every hash the first root is computed from; for a power of two it omits that
+/// root, which the verifier supplies). When the second root is a signed one, the proof shows what
+/// that tree holds at `first`, whatever root was signed for `first`: [`verify_consistency`] from
+/// the first root returned to it passes.
+pub fn implied_roots(first: u64, second: u64, proof: &[Hash]) -> Option<(Hash, Hash)> {
     if first == 0 || first >= second || first.is_power_of_two() {
         return None;
     }
-    reconstruct(first, second, &Hash::ZERO, proof)
-        .ok()
-        .map(|(fr, _)| fr)
+    reconstruct(first, second, &Hash::ZERO, proof).ok()
 }
 
 /// RFC 9162 section 2.1.4.2: the first and second roots a consistency proof computes

@@ -402,26 +402,22 @@ impl SplitView {
         SplitView { a, b, prefix }
     }
 
-    /// The proof a witness holding `held` (a checkpoint note of `held_size` leaves and root
-    /// `held_root`) can make when a log offers `offered` (size `size`, root `root`, larger) with a
-    /// consistency proof that does not verify from the held checkpoint: when the proof, taken
-    /// from the root it implies for the held size (see [`merkle::implied_first_root`]), does
-    /// verify to the offered root, and that implied root is not the held one.
+    /// The proof a witness holding `held` can make when a log offers the larger checkpoint
+    /// `offered` (signed note `offered_note`) with a consistency proof that does not verify from
+    /// the held one: when the roots the proof computes on its own (see [`merkle::implied_roots`])
+    /// are the offered root and, for the held size, another root than the held one.
     pub fn from_failed_offer(
-        held: (&str, u64, Hash),
-        offered: (&str, u64, Hash),
+        held: &Held,
+        offered_note: &str,
+        offered: &Checkpoint,
         proof: &[Hash],
     ) -> Option<SplitView> {
-        let (held_note, held_size, held_root) = held;
-        let (offered_note, size, root) = offered;
-        let implied = merkle::implied_first_root(held_size, size, proof)?;
-        if implied == held_root
-            || merkle::verify_consistency(held_size, size, &implied, &root, proof).is_err()
-        {
+        let (implied, root) = merkle::implied_roots(held.size, offered.size, proof)?;
+        if root != offered.root || implied == held.root {
             return None;
         }
         Some(Self::across(
-            held_note.to_owned(),
+            held.note.clone(),
             offered_note.to_owned(),
             Some(Prefix {
                 root: implied,
@@ -736,9 +732,18 @@ mod tests {
         // The proof the second history gives from 5 to 9: it does not verify from the first.
         let proof = merkle::consistency_proof(&other[..], 5, 9).expect("proof");
         assert!(merkle::verify_consistency(5, 9, &small_root, &large_root, &proof).is_err());
-        let p =
-            SplitView::from_failed_offer((&small, 5, small_root), (&large, 9, large_root), &proof)
-                .expect("a split view");
+        // An offered note as the witness reads it.
+        let offer = |note: &str| {
+            let h = held_of(note);
+            Checkpoint {
+                origin: origin(),
+                size: h.size,
+                root: h.root,
+                extensions: vec![],
+            }
+        };
+        let p = SplitView::from_failed_offer(&held_of(&small), &large, &offer(&large), &proof)
+            .expect("a split view");
         let (a, b) = p.verify().expect("verifies");
         assert_ne!(a.size, b.size);
         let json = serde_json::to_string(&p).expect("json");
@@ -762,17 +767,20 @@ mod tests {
         // size (the proof then omits the root it starts from).
         let honest = merkle::consistency_proof(&leaves(9, 1)[..], 5, 9).expect("proof");
         let honest_root = merkle::root(&leaves(9, 1)[..], 9);
+        let honest_note = sign(9, honest_root);
         assert!(SplitView::from_failed_offer(
-            (&small, 5, small_root),
-            (&sign(9, honest_root), 9, honest_root),
+            &held_of(&small),
+            &honest_note,
+            &offer(&honest_note),
             &honest
         )
         .is_none());
         let four = merkle::root(&leaves(4, 1)[..], 4);
         let proof4 = merkle::consistency_proof(&other[..], 4, 9).expect("proof");
         assert!(SplitView::from_failed_offer(
-            (&sign(4, four), 4, four),
-            (&large, 9, large_root),
+            &held_of(&sign(4, four)),
+            &large,
+            &offer(&large),
             &proof4
         )
         .is_none());

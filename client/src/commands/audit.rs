@@ -96,7 +96,8 @@ pub fn run(ctx: &Ctx, o: &Options<'_>) -> Result<Report> {
         controller,
         trusted: trusted.clone(),
     };
-    // A file is read by the workers, each its own parts; a node's answer is read into memory.
+    // A file is read by the workers, each its own parts; a node's answer is cut into parts by a
+    // reader thread as it arrives.
     let (source, replayed) = match o.file {
         Some(p) => {
             let name = p.display().to_string();
