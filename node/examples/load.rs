@@ -8,8 +8,8 @@
 //! latency percentiles. Run `ingest` first with the same `--subjects` and seed.
 //! Clients are tasks on one thread with raw HTTP/1.1 keep-alive connections, so that the load
 //! generator takes as little as possible of the cores it shares with the node.
-//! `ingest ... --followers URL,URL` also reports replication throughput: entries per second from
-//! the first submission until every follower holds every entry.
+//! `ingest ... --followers URL,URL` also reports live replication (informational, no target):
+//! entries per second from the first submission until every follower holds every entry.
 //! `load catchup --node URL[,URL] --size N [--name NAME]`: seconds until every node (started
 //! just before) holds N entries.
 //! All print one JSON object per line, with the raw single-core ed25519-dalek verification rate
@@ -310,8 +310,11 @@ fn ingest(args: &[String]) {
         .map(host_of)
         .collect();
     if !followers.is_empty() {
-        // Replication: from the first submission until every follower holds every entry the
-        // leader holds.
+        // Live replication: from the first submission until every follower holds every entry
+        // the leader holds. Informational (no target): every node verifies and durably stores
+        // every entry, and A also serves the HTTP ingest, all on the same cores, so this reads
+        // the CPU three whole nodes spend per entry more than the replication path. The
+        // replication target is `replication_sync_to_two` (docs/BENCHMARKS.md).
         let size = log_size(&host);
         let done = wait_for_size(&followers, size, std::time::Duration::from_secs(300));
         let rsecs = start.elapsed().as_secs_f64();
@@ -328,8 +331,9 @@ fn ingest(args: &[String]) {
                 "seconds": rsecs,
                 "raw_ed25519_verify_per_s_single_core": raw,
                 "ratio_to_raw_verify": rrate / raw,
-                "target_ratio": 0.3,
-                "meets_target": done && rrate / raw >= 0.3,
+                "target_ratio": null,
+                // No rate target; not converging at all is still a failure.
+                "meets_target": if done { serde_json::Value::Null } else { false.into() },
             })
         );
     }
