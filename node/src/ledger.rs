@@ -30,8 +30,12 @@ use crate::digest::Digests;
 use crate::metrics::Metrics;
 use crate::store::{Append, SledStore, Store, StoreError, SubjectRecord, WriteGroup};
 
-/// Most submissions handled (and flushed) together.
+/// Most submissions handled (and flushed) together, about: the writer takes verified batches
+/// whole, so a group may pass this by less than one batch (itself at most this).
 pub const MAX_GROUP: usize = 512;
+
+/// How many verified batches may wait for the writer.
+const WRITER_QUEUE: usize = 8;
 
 /// Limits of the pending area.
 #[derive(Clone, Debug)]
@@ -111,7 +115,9 @@ struct WriteReq {
 
 /// What the writer thread receives.
 enum Msg {
-    Write(Box<WriteReq>),
+    /// Verified submissions, in order (one message per verifier batch, so that the writer is
+    /// woken once per batch rather than once per entry).
+    Write(Vec<WriteReq>),
     /// Answer everything queued before this, flush, acknowledge, stop.
     Stop(oneshot::Sender<()>),
 }
@@ -205,7 +211,7 @@ impl Ledger {
             fresh_bound_ms: AtomicU64::new(0),
             last_fresh_ms: AtomicU64::new(0),
         });
-        let (tx, rx) = mpsc::channel(4 * MAX_GROUP);
+        let (tx, rx) = mpsc::channel(WRITER_QUEUE);
         let (to_flusher, flusher_rx) = std::sync::mpsc::channel();
         let flusher_shared = shared.clone();
         let flusher = std::thread::Builder::new()
@@ -689,21 +695,25 @@ fn run_verifier(
                 // Name every bad one, not just the first.
                 Err(_) => entries.iter().map(proto::verify_entry).collect(),
             };
+        let mut valid = Vec::with_capacity(entries.len());
         for ((entry, (hash, reply)), verdict) in entries.into_iter().zip(tails).zip(verdicts) {
             match verdict {
-                Ok(()) => {
-                    let req = Box::new(WriteReq { entry, hash, reply });
-                    if let Err(mpsc::error::SendError(Msg::Write(req))) =
-                        to_writer.blocking_send(Msg::Write(req))
-                    {
-                        let _ = req.reply.send(Err(IngestError::ReadOnly));
-                    }
-                }
+                Ok(()) => valid.push(WriteReq { entry, hash, reply }),
                 Err(e) => {
                     shared.metrics.rejected(reason_of_entry(&e));
                     let seq = entry.seq();
                     let _ = reply.send(Err(IngestError::Invalid(format!("seq {seq}: {e}"))));
                 }
+            }
+        }
+        if valid.is_empty() {
+            continue;
+        }
+        if let Err(mpsc::error::SendError(Msg::Write(refused))) =
+            to_writer.blocking_send(Msg::Write(valid))
+        {
+            for r in refused {
+                let _ = r.reply.send(Err(IngestError::ReadOnly));
             }
         }
     }
@@ -988,12 +998,12 @@ impl Writer {
         while let Some(first) = rx.blocking_recv() {
             let mut group = Vec::new();
             match first {
-                Msg::Write(r) => group.push(*r),
+                Msg::Write(r) => group = r,
                 Msg::Stop(ack) => stop = Some(ack),
             }
             while stop.is_none() && group.len() < MAX_GROUP {
                 match rx.try_recv() {
-                    Ok(Msg::Write(r)) => group.push(*r),
+                    Ok(Msg::Write(r)) => group.extend(r),
                     Ok(Msg::Stop(ack)) => stop = Some(ack),
                     Err(_) => break,
                 }
@@ -1005,8 +1015,10 @@ impl Writer {
                 rx.close();
                 // Whatever raced in after the stop gets a clear refusal.
                 while let Ok(msg) = rx.try_recv() {
-                    if let Msg::Write(r) = msg {
-                        let _ = r.reply.send(Err(IngestError::ReadOnly));
+                    if let Msg::Write(rs) = msg {
+                        for r in rs {
+                            let _ = r.reply.send(Err(IngestError::ReadOnly));
+                        }
                     }
                 }
                 // The flusher answers the stop once everything before it is durable.
