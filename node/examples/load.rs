@@ -88,6 +88,8 @@ fn chain(i: usize, len: usize) -> Vec<Vec<u8>> {
 }
 
 /// Raw single-core ed25519-dalek verification rate over `n` signatures of entry-sized messages.
+/// The figures measure it before their timed work and again after it, and keep the higher: this
+/// shared machine's speed drifts, and a yardstick caught in a slow moment would flatter a ratio.
 fn raw_verify_rate(n: usize) -> f64 {
     use ed25519_dalek::{Signer, SigningKey, Verifier};
     let keys: Vec<SigningKey> = (0..64u8)
@@ -240,7 +242,7 @@ fn ingest(args: &[String]) {
     let per: usize = arg(args, "--per-subject", "5")
         .parse()
         .expect("--per-subject");
-    let raw = raw_verify_rate(1500);
+    let mut raw = raw_verify_rate(1500);
     eprintln!("load: signing {} entries", subjects * per);
     let host = host_of(&node);
     let h = host.clone();
@@ -319,6 +321,8 @@ fn ingest(args: &[String]) {
         let done = wait_for_size(&followers, size, std::time::Duration::from_secs(300));
         let rsecs = start.elapsed().as_secs_f64();
         let rrate = stored as f64 / rsecs;
+        // The yardstick again, after the timed work: the higher of the two is kept.
+        raw = raw.max(raw_verify_rate(1500));
         println!(
             "{}",
             serde_json::json!({
@@ -336,6 +340,10 @@ fn ingest(args: &[String]) {
                 "meets_target": if done { serde_json::Value::Null } else { false.into() },
             })
         );
+    }
+    if followers.is_empty() {
+        // The yardstick again, after the timed work: the higher of the two is kept.
+        raw = raw.max(raw_verify_rate(1500));
     }
     println!(
         "{}",
@@ -489,6 +497,8 @@ fn check(args: &[String]) {
             / 1000.0
     };
     let rate = lat.len() as f64 / secs;
+    // The yardstick again, after the timed work: the higher of the two is kept.
+    let raw = raw.max(raw_verify_rate(1500));
     println!(
         "{}",
         serde_json::json!({
