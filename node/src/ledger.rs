@@ -1,12 +1,13 @@
 //! The ledger: the only writer to the store, and the reader that answers checks.
 //!
 //! Submissions go to a verifier thread, which checks form and signature of every waiting
-//! submission in one batch, then to one writer thread over a bounded channel. The writer takes every request waiting (up to
-//! [`MAX_GROUP`]), checks each against its chain (link, signer, forks), and commits the group as
-//! one atomic sled batch. A flusher thread then makes it durable and only then answers; while it
-//! flushes, the writer already handles the next group, and one flush covers every group committed
-//! before it began (pipelined group commit). A failed flush makes the node read-only: it answers checks but acknowledges no write
-//! again until restarted.
+//! submission in one batch, then, one message per batch, to one writer thread over a bounded
+//! channel. The writer takes every verified batch waiting (about [`MAX_GROUP`] submissions at
+//! most), checks each submission against its chain (link, signer, forks), and commits the group
+//! as one atomic sled batch. A flusher thread then makes it durable and only then answers; while
+//! it flushes, the writer already handles the next group, and one flush covers every group
+//! committed before it began (pipelined group commit). A failed flush makes the node read-only:
+//! it answers checks but acknowledges no write again until restarted.
 //!
 //! An entry whose predecessor is missing waits in a bounded in-memory pending area (never in the
 //! store) and is applied when the gap fills, or dropped after a time-to-live.
