@@ -131,13 +131,14 @@ pub fn run(ctx: &Ctx, o: &Options<'_>) -> Result<Report> {
             let body = node.export()?;
             let source = format!("{url}/v1/log/export");
             // Replayed as it arrives: a reader thread cuts the answer into parts.
-            let stream = Stream::new();
-            let replayed = std::thread::scope(|s| {
-                s.spawn(|| stream.fill(body, STREAM_PART_BYTES, MAX_EXPORT));
-                let r = replay(&Input::Stream(&stream), options, threads, &progress);
-                stream.close();
-                r
-            })
+            let replayed = replay_reader(
+                body,
+                STREAM_PART_BYTES,
+                MAX_EXPORT,
+                options,
+                threads,
+                &progress,
+            )
             .map_err(|e| match e {
                 Failure::Read(e) => Error::NodeUnreachable {
                     url: url.clone(),
@@ -391,10 +392,13 @@ impl Stream {
             if total > max {
                 break Some(Failure::TooLarge);
             }
+            let before = buf.len();
             buf.extend_from_slice(&chunk[..n]);
+            // Only the bytes just read are searched for a line end, so that one long line costs
+            // a single pass, not one per read.
             if buf.len() >= part_bytes {
-                if let Some(i) = buf.iter().rposition(|&b| b == b'\n') {
-                    let rest = buf.split_off(i + 1);
+                if let Some(i) = chunk[..n].iter().rposition(|&b| b == b'\n') {
+                    let rest = buf.split_off(before + i + 1);
                     let part = std::mem::replace(&mut buf, rest);
                     self.push(utf8(part));
                 }
@@ -619,6 +623,27 @@ fn replay(
         ));
     }
     Ok(out)
+}
+
+/// [`replay`] of an export read from `r` as it arrives: a reader thread cuts it into parts of
+/// about `part_bytes` (at most `max` bytes in all) while the workers replay them.
+///
+/// # Errors
+/// As [`replay`]; a read error or an export larger than `max` fails it.
+fn replay_reader(
+    r: impl Read + Send,
+    part_bytes: usize,
+    max: u64,
+    options: AuditOptions,
+    threads: usize,
+    progress: &Progress,
+) -> std::result::Result<Replayed, Failure> {
+    let stream = Stream::new();
+    std::thread::scope(|s| {
+        s.spawn(|| stream.fill(r, part_bytes, max));
+        // `replay` closes the stream when it ends, which stops the reader.
+        replay(&Input::Stream(&stream), options, threads, progress)
+    })
 }
 
 /// Sets its flag when dropped during a panic.
@@ -997,13 +1022,14 @@ mod tests {
         part_bytes: usize,
         progress: &Progress,
     ) -> std::result::Result<Replayed, Failure> {
-        let stream = Stream::new();
-        std::thread::scope(|s| {
-            s.spawn(|| stream.fill(Trickle(text.as_bytes(), 97), part_bytes, MAX_EXPORT));
-            let r = replay(&Input::Stream(&stream), options, threads, progress);
-            stream.close();
-            r
-        })
+        replay_reader(
+            Trickle(text.as_bytes(), 97),
+            part_bytes,
+            MAX_EXPORT,
+            options,
+            threads,
+            progress,
+        )
     }
 
     /// An export of `chain(n)` with the entries at `tampered` changed after signing.
@@ -1152,22 +1178,13 @@ mod tests {
         let half = &text.as_bytes()[..text.len() / 2];
         for (max, broken) in [(MAX_EXPORT, true), (text.len() as u64 / 3, false)] {
             for threads in [1, 2, 4] {
-                let stream = Stream::new();
-                let got = std::thread::scope(|s| {
-                    if broken {
-                        s.spawn(|| stream.fill(BreaksOff(half), 300, max));
-                    } else {
-                        s.spawn(|| stream.fill(Trickle(text.as_bytes(), 40), 300, max));
-                    }
-                    let r = replay(
-                        &Input::Stream(&stream),
-                        AuditOptions::default(),
-                        threads,
-                        &quiet,
-                    );
-                    stream.close();
-                    r
-                });
+                let options = AuditOptions::default();
+                let got = if broken {
+                    replay_reader(BreaksOff(half), 300, max, options, threads, &quiet)
+                } else {
+                    let r = Trickle(text.as_bytes(), 40);
+                    replay_reader(r, 300, max, options, threads, &quiet)
+                };
                 match got {
                     Err(Failure::Read(_)) => assert!(broken),
                     Err(Failure::TooLarge) => assert!(!broken),
