@@ -1682,6 +1682,20 @@ impl Store for SledStore {
 }
 
 impl SledStore {
+    /// Makes everything committed so far durable, unless the last flush already covered it.
+    /// A node calls this before it hands stored entries to a peer: a peer must never hold an
+    /// entry that a crash here could still take back (the author, never acknowledged, may sign
+    /// another entry at that seq, and the two would be a fork).
+    ///
+    /// # Errors
+    /// [`StoreError`]: the flush failed (the store is then failed, as after any failed flush).
+    pub fn ensure_durable(&self) -> Result<(), StoreError> {
+        if self.durable_size.load(Ordering::SeqCst) >= self.log_size() {
+            return Ok(());
+        }
+        self.flush()
+    }
+
     /// The log size as of the last successful flush, and named durably in the journal (see
     /// `journal_synced`).
     pub fn durable_size(&self) -> u64 {

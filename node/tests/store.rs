@@ -292,6 +292,35 @@ fn a_chain_head_survives_a_reopen() {
     assert_eq!(store.log_size(), 1);
 }
 
+/// `ensure_durable` (called before entries go to a peer) flushes what the last flush did not
+/// cover, and only then: the durable size reaches the log size.
+#[test]
+fn ensure_durable_covers_everything_committed() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let store = open(dir.path());
+    let mut prev = Hash::ZERO;
+    let mut chain = Vec::new();
+    for seq in 1..=3 {
+        let e = entry(1, seq, prev, 0);
+        prev = e.hash();
+        chain.push(e.clone());
+        store
+            .append(&Append {
+                hash: e.hash(),
+                entry: e,
+                record: record_of(&chain, false),
+            })
+            .expect("append");
+    }
+    assert_eq!(store.log_size(), 3);
+    assert_eq!(store.durable_size(), 0, "nothing flushed yet");
+    store.ensure_durable().expect("flush");
+    assert_eq!(store.durable_size(), 3);
+    // Nothing new: no flush needed, and the answer stays.
+    store.ensure_durable().expect("no-op");
+    assert_eq!(store.durable_size(), 3);
+}
+
 /// The log journal (`store/journal`) names every log position; what it names past the log after
 /// a reopen is reported as lost, in order; a journal that lags is completed from the log; a
 /// journal that names another entry at a logged position makes the open fail.

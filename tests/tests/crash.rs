@@ -242,6 +242,20 @@ fn run_cycles(how: Stop, cycles: usize, label: &str) -> usize {
             String::from_utf8_lossy(&out.stderr)
         );
 
+        // The peer's only source is this node, and a node hands a peer only durable entries:
+        // the peer cannot hold more than the stopped node's store kept.
+        let kept: u64 = stdout
+            .strip_prefix("store intact: ")
+            .and_then(|s| s.split(' ').next())
+            .and_then(|n| n.parse().ok())
+            .unwrap_or_else(|| panic!("cycle {cycle}: unexpected check output {stdout:?}"));
+        let peer_size = peer.info().log_size;
+        assert!(
+            peer_size <= kept,
+            "cycle {cycle}: the peer holds {peer_size} entries, the stopped node's store only \
+             {kept}: the node handed out entries that were not durable"
+        );
+
         node.start();
         rejoined(&node, cycle);
         let (verified, kept_in_flight) = verify_and_resync(&node, &mut writers, cycle);

@@ -1070,6 +1070,9 @@ pub fn serve(server: &Server, req: Request) -> Response {
                 }
                 out.push(b);
             }
+            if let Err(e) = ledger.store().ensure_durable() {
+                return internal(e);
+            }
             // Not through `withhold_from`: the served log hides entries only with `log`.
             return Response::Entries(out);
         }
@@ -1095,7 +1098,11 @@ pub fn serve(server: &Server, req: Request) -> Response {
                     break;
                 }
             }
-            Response::Entries(out)
+            // Entries go to a peer only once they are durable here (see `ensure_durable`).
+            match ledger.store().ensure_durable() {
+                Ok(()) => Response::Entries(out),
+                Err(e) => internal(e),
+            }
         }
         Request::Fork { subject } => match ledger.store().fork(&subject) {
             Ok(p) => Response::Fork(p.map(|p| p.to_bytes())),
