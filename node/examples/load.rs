@@ -553,9 +553,10 @@ fn main() {
         Some("ingest") => ingest(&args),
         Some("check") => check(&args),
         Some("raw-batch") => println!("{}", raw_batch_all_cores()),
+        Some("raw") => println!("{}", raw_verify_rate(RAW_SIGS)),
         Some("catchup") => catchup(&args),
         _ => {
-            eprintln!("usage: load ingest|check|raw-batch|catchup --node URL [--clients N] [--subjects S] [--per-subject L] [--seconds T] [--followers URL,URL] [--size N]");
+            eprintln!("usage: load ingest|check|raw|raw-batch|catchup --node URL [--clients N] [--subjects S] [--per-subject L] [--seconds T] [--followers URL,URL] [--size N]");
             std::process::exit(2);
         }
     }
