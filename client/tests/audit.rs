@@ -235,6 +235,31 @@ fn audit_passes_on_a_real_export_and_names_every_tampering() {
         "{anomalies:?}"
     );
 
+    // The checkpoint at the exported size removed: the last entries are signed by nothing.
+    let last_cp = export
+        .lines()
+        .collect::<Vec<_>>()
+        .iter()
+        .rposition(|l| l.contains("\"type\":\"checkpoint\""))
+        .expect("a checkpoint line");
+    let unsigned: Vec<&str> = export
+        .lines()
+        .enumerate()
+        .filter(|(i, _)| *i != last_cp)
+        .map(|(_, l)| l)
+        .collect();
+    let bad = tmp.path().join("unsigned-tail.ndjson");
+    std::fs::write(&bad, unsigned.join("\n") + "\n").expect("write");
+    let anomalies = c
+        .expect(4, &["audit", "--file", &path_str(&bad), "--json"])
+        .anomalies();
+    assert!(
+        anomalies
+            .iter()
+            .any(|a| a.contains(&format!("no checkpoint at the exported size {total}"))),
+        "{anomalies:?}"
+    );
+
     // Another node's key: no checkpoint of this node verifies against it.
     let foreign = other.vkey();
     assert_ne!(foreign, vkey);

@@ -85,11 +85,12 @@ async fn decision_records_verify_offline_and_tampering_is_caught() {
         };
         let now = ask("dpv:ServicePersonalisation", "");
         let past = ask("dpv:DirectMarketing", "&at=2026-01-01T00:00:30Z");
-        (now, past)
+        let before = ask("dpv:ServicePersonalisation", "&at=2025-12-31T23:59:59Z");
+        (now, past, before)
     })
     .await
     .expect("client");
-    let (now, past) = result;
+    let (now, past, before) = result;
     assert_eq!(now.status, "dpv:ConsentGiven");
     let cp = verify_decision(&now, Some(&trusted)).expect("record verifies");
     assert_eq!(cp.size, 4);
@@ -97,6 +98,12 @@ async fn decision_records_verify_offline_and_tampering_is_caught() {
     assert_eq!(past.status, "dpv:ConsentGiven");
     assert_eq!(past.seq, Some(1));
     verify_decision(&past, Some(&trusted)).expect("past record verifies");
+    // Before the first entry: an empty chain, nothing decides, and the record still verifies
+    // although the subject's head is further on.
+    assert_eq!(before.decision, proto::api::Verdict::Unknown);
+    assert!(before.evidence.as_ref().expect("ev").chain.is_empty());
+    assert!(before.head_seq > 0);
+    verify_decision(&before, Some(&trusted)).expect("record before the first entry verifies");
 
     // Any changed byte of the chain, the decision or the checkpoint fails.
     let ev = now.evidence.clone().expect("evidence");

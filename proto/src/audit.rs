@@ -724,6 +724,13 @@ impl Replay {
                     cp.size
                 ));
             }
+            // A log signs its checkpoints under its origin (PROTOCOL.md 17.1).
+            if let Some(v) = verifier.as_ref().filter(|v| v.name != cp.origin) {
+                anomalies.push(format!(
+                    "checkpoint at size {}: origin {:?} is not the log's key name {:?}",
+                    cp.size, cp.origin, v.name
+                ));
+            }
             let matches_log = roots_at.get(&cp.size) == Some(&cp.root);
             if !matches_log {
                 anomalies.push(format!(
@@ -771,6 +778,10 @@ impl Replay {
         }
         if notes.is_empty() {
             anomalies.push("no checkpoint in the export".into());
+        } else if !r.checkpoints.iter().any(|c| c.size == n) {
+            anomalies.push(format!(
+                "no checkpoint at the exported size {n}: the last entries are covered by no signed checkpoint"
+            ));
         }
 
         // Fork proofs: valid alone, and against the exported chain's keys where it is present.

@@ -94,11 +94,9 @@ pub fn verify_decision(
                 head.seq()
             )));
         }
-    } else if record.head_seq != 0 {
-        return Err(EvidenceError::Chain(
-            "the record names a head but carries no chain".into(),
-        ));
     }
+    // An empty chain is a question about a time before the subject's first entry, or one asked
+    // before any of its entries was covered by a checkpoint: nothing decides (unknown).
     let decision = if record.status == forked_decision().status.dpv() {
         forked_decision()
     } else {

@@ -375,14 +375,22 @@ impl Checkpoint {
         Note::sign(&self.to_text(), name, key)
     }
 
-    /// Parses a signed checkpoint and verifies it against `v`.
+    /// Parses a signed checkpoint, verifies it against `v`, and checks that its origin is the
+    /// key name of `v` (a log signs its checkpoints under its origin).
     ///
     /// # Errors
     /// [`NoteError`].
     pub fn open(note: &str, v: &Verifier) -> Result<(Checkpoint, Note), NoteError> {
         let n = Note::parse(note)?;
         n.verify(v)?;
-        Ok((Checkpoint::from_text(&n.text)?, n))
+        let cp = Checkpoint::from_text(&n.text)?;
+        if cp.origin != v.name {
+            return Err(NoteError::BadCheckpoint(format!(
+                "origin {:?} is not the signing key's name {:?}",
+                cp.origin, v.name
+            )));
+        }
+        Ok((cp, n))
     }
 }
 
@@ -472,6 +480,16 @@ mod tests {
             Err(NoteError::Unsigned(_))
         ));
         assert!(Checkpoint::open(&note.replace("42", "43"), &v).is_err());
+        // Validly signed, but under a name that is not the checkpoint's origin.
+        let elsewhere = Checkpoint {
+            origin: "other.example/log".into(),
+            ..cp.clone()
+        };
+        let misnamed = elsewhere.sign(&v.name, &key).expect("sign").to_text();
+        assert!(matches!(
+            Checkpoint::open(&misnamed, &v),
+            Err(NoteError::BadCheckpoint(m)) if m.contains("not the signing key's name")
+        ));
         for bad in [
             "",
             "a\n",

@@ -944,6 +944,7 @@ pub async fn validate_gossip(
         .collect();
     let mut v = verdict(MessageAcceptance::Accept, None);
     let mut ignored = false;
+    let mut invalid = false;
     let now = ledger.clock().now_ms();
     let results = ledger.submit_many(entries).await;
     for ((r, (subject, issued_at)), bytes) in results.into_iter().zip(meta).zip(raw) {
@@ -970,19 +971,18 @@ pub async fn validate_gossip(
                 }
             },
             Err(IngestError::Fork(p)) => v.fork = Some(p.to_bytes()),
-            Err(IngestError::Invalid(_)) => {
-                return GossipVerdict {
-                    acceptance: MessageAcceptance::Reject,
-                    reason: Some("gossip_invalid_entry"),
-                    ..v
-                };
-            }
+            // The message is rejected, but the batch's other entries were judged on their own:
+            // their gaps, relays and fork proofs still count.
+            Err(IngestError::Invalid(_)) => invalid = true,
             // The other branch of a forked subject, a read-only node or a full pending area:
             // not the sender's fault.
             Err(_) => ignored = true,
         }
     }
-    if ignored && v.fork.is_none() {
+    if invalid {
+        v.acceptance = MessageAcceptance::Reject;
+        v.reason = Some("gossip_invalid_entry");
+    } else if ignored && v.fork.is_none() {
         v.acceptance = MessageAcceptance::Ignore;
     }
     v
