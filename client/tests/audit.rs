@@ -223,16 +223,22 @@ fn audit_passes_on_a_real_export_and_names_every_tampering() {
         .filter(|l| !l.contains("\"log_index\":1,"))
         .collect();
     assert_eq!(dropped.len() + 1, export.lines().count());
-    let bad = tmp.path().join("dropped.ndjson");
-    std::fs::write(&bad, dropped.join("\n") + "\n").expect("write");
-    let anomalies = c
-        .expect(4, &["audit", "--file", &path_str(&bad), "--json"])
-        .anomalies();
-    assert!(
-        anomalies
-            .iter()
-            .any(|a| a.contains("log index 2 where 1 was expected")),
-        "{anomalies:?}"
+    // Audits `lines` as a file: it must fail (exit 4) with an anomaly that contains `want`.
+    let fails_with = |name: &str, lines: &[&str], want: &str| {
+        let bad = tmp.path().join(name);
+        std::fs::write(&bad, lines.join("\n") + "\n").expect("write");
+        let anomalies = c
+            .expect(4, &["audit", "--file", &path_str(&bad), "--json"])
+            .anomalies();
+        assert!(
+            anomalies.iter().any(|a| a.contains(want)),
+            "{want}: {anomalies:?}"
+        );
+    };
+    fails_with(
+        "dropped.ndjson",
+        &dropped,
+        "log index 2 where 1 was expected",
     );
 
     // The checkpoint at the exported size removed: the last entries are signed by nothing.
@@ -248,16 +254,10 @@ fn audit_passes_on_a_real_export_and_names_every_tampering() {
         .filter(|(i, _)| *i != last_cp)
         .map(|(_, l)| l)
         .collect();
-    let bad = tmp.path().join("unsigned-tail.ndjson");
-    std::fs::write(&bad, unsigned.join("\n") + "\n").expect("write");
-    let anomalies = c
-        .expect(4, &["audit", "--file", &path_str(&bad), "--json"])
-        .anomalies();
-    assert!(
-        anomalies
-            .iter()
-            .any(|a| a.contains(&format!("no checkpoint at the exported size {total}"))),
-        "{anomalies:?}"
+    fails_with(
+        "unsigned-tail.ndjson",
+        &unsigned,
+        &format!("no checkpoint at the exported size {total}"),
     );
 
     // Another node's key: no checkpoint of this node verifies against it.
