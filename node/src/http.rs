@@ -352,16 +352,26 @@ async fn submit_entry(
     body: Result<Bytes, BytesRejection>,
 ) -> ApiResult<(StatusCode, Json<SubmitResponse>)> {
     let body = body.map_err(body_rejection)?;
-    let content_type = headers
-        .get(header::CONTENT_TYPE)
-        .and_then(|v| v.to_str().ok())
-        .unwrap_or("application/json")
-        .to_ascii_lowercase();
+    // The media type alone (parameters such as `; charset=utf-8` dropped), case-insensitive; a
+    // header that is not visible ASCII is an unsupported type, an absent one is JSON.
+    let content_type = match headers.get(header::CONTENT_TYPE) {
+        None => "application/json".to_owned(),
+        Some(v) => v
+            .to_str()
+            .map(|t| {
+                t.split(';')
+                    .next()
+                    .unwrap_or("")
+                    .trim()
+                    .to_ascii_lowercase()
+            })
+            .unwrap_or_default(),
+    };
     let malformed = |e: String| {
         st.ledger.metrics().rejected("malformed");
         ApiError::new(StatusCode::BAD_REQUEST, "invalid_entry", e)
     };
-    let entry = if content_type.starts_with("application/octet-stream") {
+    let entry = if content_type == "application/octet-stream" {
         if body.len() > MAX_ENTRY_BYTES {
             return Err(ApiError::new(
                 StatusCode::PAYLOAD_TOO_LARGE,
@@ -373,7 +383,7 @@ async fn submit_entry(
             ));
         }
         Entry::from_bytes(&body).map_err(|e| malformed(e.to_string()))?
-    } else if content_type.starts_with("application/json") {
+    } else if content_type == "application/json" {
         if body.len() > MAX_ENTRY_JSON {
             return Err(ApiError::new(
                 StatusCode::PAYLOAD_TOO_LARGE,
@@ -1216,9 +1226,9 @@ async fn peers(State(st): State<AppState>) -> Json<Vec<PeerInfo>> {
     responses((status = 204, description = "blocked"), (status = 400, body = ErrorBody), (status = 503, body = ErrorBody)))]
 async fn block_peer(
     State(st): State<AppState>,
-    axum::extract::Path(peer_id): axum::extract::Path<String>,
+    peer_id: Result<Path<String>, PathRejection>,
 ) -> ApiResult<StatusCode> {
-    set_blocked(&st, &peer_id, true).await
+    set_blocked(&st, &path(peer_id)?, true).await
 }
 
 /// Unblocks a peer and dials it again. 204.
@@ -1227,9 +1237,9 @@ async fn block_peer(
     responses((status = 204, description = "unblocked"), (status = 400, body = ErrorBody), (status = 503, body = ErrorBody)))]
 async fn unblock_peer(
     State(st): State<AppState>,
-    axum::extract::Path(peer_id): axum::extract::Path<String>,
+    peer_id: Result<Path<String>, PathRejection>,
 ) -> ApiResult<StatusCode> {
-    set_blocked(&st, &peer_id, false).await
+    set_blocked(&st, &path(peer_id)?, false).await
 }
 
 /// The p2p handle, or 503 when replication is off.

@@ -942,10 +942,10 @@ fn run_flusher(shared: Arc<Shared>, rx: std::sync::mpsc::Receiver<Committed>) {
             }
             for (reply, res) in c.results {
                 let res = match res {
-                    // Only a failed flush turns a success (or a fork proof) into a refusal.
-                    Ok(_) | Err(IngestError::Fork(_)) if !ok && c.wrote => {
-                        Err(IngestError::ReadOnly)
-                    }
+                    // Only a failed flush turns a success (or a fork proof) into a refusal; a
+                    // duplicate too, even from a group that wrote nothing: its entry may be one
+                    // that this failed flush was to make durable.
+                    Ok(_) | Err(IngestError::Fork(_)) if !ok => Err(IngestError::ReadOnly),
                     other => other,
                 };
                 let _ = reply.send(res);

@@ -284,6 +284,8 @@ fn every_bad_input_is_refused_with_its_status_and_code_and_changes_nothing() {
         Case::entry_json("missing JSON field", without_field(&b3, "signature")),
         Case::post("wrong content type (text/plain)", "/v1/entries", Some("text/plain"), b3_json.clone(), 415, "unsupported_media_type"),
         Case::post("wrong content type (form)", "/v1/entries", Some("application/x-www-form-urlencoded"), b3_json.clone(), 415, "unsupported_media_type"),
+        Case::post("content type that only begins like JSON", "/v1/entries", Some("application/jsonl"), b3_json.clone(), 415, "unsupported_media_type"),
+        Case::post("content type that only begins like bytes", "/v1/entries", Some("application/octet-streamx"), b3_json.clone(), 415, "unsupported_media_type"),
         Case::entry("seq 1 signed by a key other than the subject's", &wrong_key_seq1),
         Case::entry("next entry signed by a stranger naming itself", &stranger_next),
         Case::entry("entry signed by the retired key after a rotation", &retired_key_after_rotation),
@@ -329,6 +331,8 @@ fn every_bad_input_is_refused_with_its_status_and_code_and_changes_nothing() {
         Case::get("DELETE of an entry", "/v1/entries/00".into(), 405, "method_not_allowed").method("DELETE"),
         Case::get("path parameter that is not UTF-8", "/v1/entries/%FF".into(), 400, "bad_request")
             .known_bug("KNOWN_BUG_PATH_REJECTION_BODY_IS_NOT_JSON", KNOWN_BUG_PATH_REJECTION_BODY_IS_NOT_JSON),
+        Case::get("peer id path parameter that is not UTF-8", "/v1/peers/%FF/block".into(), 400, "bad_request").method("POST"),
+        Case::get("peer id that is not a peer id", "/v1/peers/nope/block".into(), 400, "bad_request").method("DELETE"),
     ];
 
     let mut failures = Vec::new();
