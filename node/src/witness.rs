@@ -110,6 +110,18 @@ pub struct Witness {
 /// How long a newly cosigned checkpoint keeps being re-announced.
 pub const REANNOUNCE_FOR: std::time::Duration = std::time::Duration::from_secs(60);
 
+/// Why a checkpoint or split-view proof heard over gossip was not taken.
+#[derive(Debug, thiserror::Error)]
+pub enum GossipError {
+    /// The payload does not parse or verify: the sender's fault.
+    #[error("{0}")]
+    Invalid(String),
+    /// This node could not keep what the payload proves (a storage failure): not the sender's
+    /// fault.
+    #[error("cannot keep it here: {0}")]
+    Local(String),
+}
+
 /// What the witness asks the p2p layer to gossip.
 #[derive(Clone, Debug)]
 pub enum Announcement {
@@ -256,12 +268,15 @@ impl Witness {
     /// a split-view proof when it contradicts one (also kept and announced).
     ///
     /// # Errors
-    /// A description when the note is not a checkpoint validly signed by its consent-ledger log.
-    pub fn observe(&self, note_text: &str) -> Result<Option<SplitView>, String> {
-        let note = Note::parse(note_text).map_err(|e| e.to_string())?;
-        let cp = Checkpoint::from_text(&note.text).map_err(|e| e.to_string())?;
-        let v = log_verifier(&cp.origin).ok_or("not a consent-ledger log origin")?;
-        note.verify(&v).map_err(|e| e.to_string())?;
+    /// [`GossipError::Invalid`] when the note is not a checkpoint validly signed by its
+    /// consent-ledger log; [`GossipError::Local`] when a proof it yields cannot be kept.
+    pub fn observe(&self, note_text: &str) -> Result<Option<SplitView>, GossipError> {
+        let invalid = |e: String| GossipError::Invalid(e);
+        let note = Note::parse(note_text).map_err(|e| invalid(e.to_string()))?;
+        let cp = Checkpoint::from_text(&note.text).map_err(|e| invalid(e.to_string()))?;
+        let v = log_verifier(&cp.origin)
+            .ok_or_else(|| invalid("not a consent-ledger log origin".into()))?;
+        note.verify(&v).map_err(|e| invalid(e.to_string()))?;
         let mut logs_note = note.clone();
         logs_note
             .signatures
@@ -277,21 +292,22 @@ impl Witness {
         let mut conflict = held
             .filter(|h| h.size == cp.size && h.root != cp.root)
             .map(|h| h.note);
+        // Past the cap, a new origin is remembered nowhere, but it is still compared with the
+        // checkpoint this node holds for it as a witness (above).
         {
             let mut observed = self.observed.lock().unwrap_or_else(|p| p.into_inner());
-            if !observed.contains_key(&cp.origin) && observed.len() >= MAX_OBSERVED_ORIGINS {
-                return Ok(None);
-            }
-            let sizes = observed.entry(cp.origin.clone()).or_default();
-            match sizes.get(&cp.size) {
-                Some((root, other)) if *root != cp.root => {
-                    conflict.get_or_insert_with(|| other.clone());
-                }
-                Some(_) => {}
-                None => {
-                    sizes.insert(cp.size, (cp.root, text.clone()));
-                    while sizes.len() > MAX_OBSERVED_SIZES {
-                        sizes.pop_first();
+            if observed.contains_key(&cp.origin) || observed.len() < MAX_OBSERVED_ORIGINS {
+                let sizes = observed.entry(cp.origin.clone()).or_default();
+                match sizes.get(&cp.size) {
+                    Some((root, other)) if *root != cp.root => {
+                        conflict.get_or_insert_with(|| other.clone());
+                    }
+                    Some(_) => {}
+                    None => {
+                        sizes.insert(cp.size, (cp.root, text.clone()));
+                        while sizes.len() > MAX_OBSERVED_SIZES {
+                            sizes.pop_first();
+                        }
                     }
                 }
             }
@@ -300,21 +316,24 @@ impl Witness {
             return Ok(None);
         };
         let proof = SplitView::new(other, text);
-        self.record(&proof).map_err(|e| e.to_string())?;
+        self.record(&proof)?;
         Ok(Some(proof))
     }
 
     /// Verifies and keeps a split-view proof; true when it is new here (then also announced).
     ///
     /// # Errors
-    /// A description when the proof does not verify or cannot be kept.
-    pub fn record(&self, proof: &SplitView) -> Result<bool, String> {
-        let (cp, _) = proof.verify().map_err(|e| e.to_string())?;
-        let json = serde_json::to_vec(proof).map_err(|e| e.to_string())?;
+    /// [`GossipError::Invalid`] when the proof does not verify; [`GossipError::Local`] when it
+    /// cannot be kept.
+    pub fn record(&self, proof: &SplitView) -> Result<bool, GossipError> {
+        let (cp, _) = proof
+            .verify()
+            .map_err(|e| GossipError::Invalid(e.to_string()))?;
+        let json = serde_json::to_vec(proof).map_err(|e| GossipError::Local(e.to_string()))?;
         let new = self
             .store
             .put_split_view(proof.id().as_bytes(), &json)
-            .map_err(|e| e.to_string())?;
+            .map_err(|e| GossipError::Local(e.to_string()))?;
         if new {
             tracing::warn!(origin = %cp.origin, size = cp.size, "split view: a log signed two histories");
             self.metrics

@@ -812,23 +812,30 @@ impl EventLoop {
             tokio::spawn(async move {
                 let data = message.data;
                 let verdict = tokio::task::spawn_blocking(move || {
+                    use crate::witness::GossipError;
                     if checkpoint {
-                        let text = String::from_utf8(data).map_err(|e| e.to_string())?;
+                        let text = String::from_utf8(data)
+                            .map_err(|e| GossipError::Invalid(e.to_string()))?;
                         witness.observe(&text).map(|found| found.is_some())
                     } else {
-                        let proof: proto::witness::SplitView =
-                            serde_json::from_slice(&data).map_err(|e| e.to_string())?;
+                        let proof: proto::witness::SplitView = serde_json::from_slice(&data)
+                            .map_err(|e| GossipError::Invalid(e.to_string()))?;
                         witness.record(&proof)
                     }
                 })
                 .await
-                .unwrap_or_else(|e| Err(e.to_string()));
+                .unwrap_or_else(|e| Err(crate::witness::GossipError::Local(e.to_string())));
                 drop(permit);
                 let (acceptance, reason) = match verdict {
                     // A checkpoint is passed on; a split view only the first time it is heard.
                     Ok(_) if checkpoint => (MessageAcceptance::Accept, None),
                     Ok(true) => (MessageAcceptance::Accept, None),
                     Ok(false) => (MessageAcceptance::Ignore, None),
+                    // This node's own failure: not passed on from here, and no strike.
+                    Err(crate::witness::GossipError::Local(e)) => {
+                        tracing::warn!(peer = %source, error = %e, "witness gossip not kept");
+                        (MessageAcceptance::Ignore, None)
+                    }
                     Err(e) => {
                         tracing::debug!(peer = %source, error = %e, "invalid witness gossip");
                         (
