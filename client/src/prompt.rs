@@ -85,7 +85,8 @@ fn trim_line(line: Zeroizing<String>) -> Zeroizing<String> {
 /// Asks for confirmation on the terminal (only when interactive): shows `prompt` and waits for
 /// Enter.
 pub fn wait_for_enter(prompt: &str) {
-    if !interactive() {
+    // Only when someone can both see what was shown (on stderr) and answer.
+    if !interactive() || !std::io::stderr().is_terminal() {
         return;
     }
     if let Ok(mut tty) = OpenOptions::new().read(true).write(true).open("/dev/tty") {
