@@ -202,6 +202,8 @@ fn vectors_file_matches_the_implementation() {
     let text = serde_json::to_string_pretty(&build()).expect("json") + "\n";
     if std::env::var_os("REGENERATE_VECTORS").is_some() {
         std::fs::write(PATH, &text).expect("write vectors");
+        // Comparing the file with what was just written would prove nothing.
+        panic!("{PATH} regenerated; review the diff and run again without REGENERATE_VECTORS");
     }
     let committed = std::fs::read_to_string(PATH).expect("read proto/testdata/vectors/v1.json");
     assert!(

@@ -259,6 +259,10 @@ fn a_hostile_peer_is_banned_while_honest_replication_completes() {
     );
     // ... disconnected it, and did not let it back in.
     assert_eq!(summary["disconnected"], true, "{summary}");
+    assert!(
+        summary["redials"].as_u64().unwrap_or(0) > 0,
+        "the hostile peer never redialled, so keeping it out was not tried: {summary}"
+    );
     assert_eq!(summary["still_connected"], false, "{summary}");
     assert!(
         summary["reconnect_held_ms_max"]

@@ -143,6 +143,11 @@ fn cut_and_healed_links_lose_nothing_and_converge() {
                 }
             }
             cuts += 1;
+            // The cut takes effect: no link across it stays up.
+            wait_for(tests::WAIT, "the cut to take effect", || {
+                cut.iter()
+                    .all(|&(i, j)| !nodes[i].peer_ids().contains(&ids[j]))
+            });
             std::thread::sleep(Duration::from_millis(2000 + rng.below(2000) as u64));
         }
         for &(i, j) in &cut {
