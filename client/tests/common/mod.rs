@@ -59,13 +59,7 @@ pub fn node_binary() -> &'static Path {
         }
         match cmd.output() {
             Ok(out) if out.status.success() => {}
-            // The node is another package: while it does not build (work in progress elsewhere
-            // in the workspace), test the CLI against the last binary that did.
-            Ok(out) if bin.exists() => eprintln!(
-                "building consent-node failed; using the existing {}:\n{}",
-                bin.display(),
-                String::from_utf8_lossy(&out.stderr)
-            ),
+            // A stale binary would test the CLI against a node the workspace no longer builds.
             Ok(out) => panic!(
                 "building consent-node failed:\n{}",
                 String::from_utf8_lossy(&out.stderr)
