@@ -93,6 +93,7 @@ const RAW_SIGS: usize = 1500;
 /// Raw single-core ed25519-dalek verification rate over `n` signatures of entry-sized messages.
 /// The figures measure it before their timed work and again after it, and keep the higher: this
 /// shared machine's speed drifts, and a yardstick caught in a slow moment would flatter a ratio.
+/// Catch-up measures it after only: its nodes are already syncing when it starts.
 fn raw_verify_rate(n: usize) -> f64 {
     use ed25519_dalek::{Signer, SigningKey, Verifier};
     let keys: Vec<SigningKey> = (0..64u8)

@@ -271,12 +271,12 @@ impl Witness {
     /// [`GossipError::Invalid`] when the note is not a checkpoint validly signed by its
     /// consent-ledger log; [`GossipError::Local`] when a proof it yields cannot be kept.
     pub fn observe(&self, note_text: &str) -> Result<Option<SplitView>, GossipError> {
-        let invalid = |e: String| GossipError::Invalid(e);
-        let note = Note::parse(note_text).map_err(|e| invalid(e.to_string()))?;
-        let cp = Checkpoint::from_text(&note.text).map_err(|e| invalid(e.to_string()))?;
-        let v = log_verifier(&cp.origin)
-            .ok_or_else(|| invalid("not a consent-ledger log origin".into()))?;
-        note.verify(&v).map_err(|e| invalid(e.to_string()))?;
+        let invalid = |e: &dyn std::fmt::Display| GossipError::Invalid(e.to_string());
+        let note = Note::parse(note_text).map_err(|e| invalid(&e))?;
+        let cp = Checkpoint::from_text(&note.text).map_err(|e| invalid(&e))?;
+        let v =
+            log_verifier(&cp.origin).ok_or_else(|| invalid(&"not a consent-ledger log origin"))?;
+        note.verify(&v).map_err(|e| invalid(&e))?;
         let mut logs_note = note.clone();
         logs_note
             .signatures

@@ -79,6 +79,20 @@ struct Model {
     forks: BTreeMap<PublicKey, ForkProof>,
 }
 
+/// Appends the next entry of `subject`'s `chain` (seq = its length + 1), with its record.
+fn append_next(store: &SledStore, chain: &mut Vec<Entry>, subject: u8, variant: u8) {
+    let prev = chain.last().map_or(Hash::ZERO, Entry::hash);
+    let e = entry(subject, chain.len() as u64 + 1, prev, variant);
+    chain.push(e.clone());
+    store
+        .append(&Append {
+            hash: e.hash(),
+            entry: e,
+            record: record_of(chain, false),
+        })
+        .expect("append");
+}
+
 fn record_of(chain: &[Entry], forked: bool) -> SubjectRecord {
     SubjectRecord {
         head: proto::verify_chain(chain).expect("model chain valid"),
@@ -205,18 +219,7 @@ fn derived_records_are_rebuilt_from_the_entries() {
     let mut chains: BTreeMap<u8, Vec<Entry>> = BTreeMap::new();
     for i in 0..30u64 {
         let s = (i % 3) as u8;
-        let chain = chains.entry(s).or_default();
-        let prev = chain.last().map_or(Hash::ZERO, Entry::hash);
-        let e = entry(s, chain.len() as u64 + 1, prev, (i % 4) as u8);
-        chain.push(e.clone());
-        let record = record_of(chain, false);
-        store
-            .append(&Append {
-                hash: e.hash(),
-                entry: e,
-                record,
-            })
-            .expect("append");
+        append_next(&store, chains.entry(s).or_default(), s, (i % 4) as u8);
     }
     store.flush().expect("flush");
     let logged: Vec<(Hash, u64)> = (0..30)
@@ -332,19 +335,9 @@ fn a_chain_head_survives_a_reopen() {
 fn ensure_durable_covers_everything_committed() {
     let dir = tempfile::tempdir().expect("tempdir");
     let store = open(dir.path());
-    let mut prev = Hash::ZERO;
     let mut chain = Vec::new();
-    for seq in 1..=3 {
-        let e = entry(1, seq, prev, 0);
-        prev = e.hash();
-        chain.push(e.clone());
-        store
-            .append(&Append {
-                hash: e.hash(),
-                entry: e,
-                record: record_of(&chain, false),
-            })
-            .expect("append");
+    for _ in 0..3 {
+        append_next(&store, &mut chain, 1, 0);
     }
     assert_eq!(store.log_size(), 3);
     assert_eq!(store.durable_size(), 0, "nothing flushed yet");
@@ -364,22 +357,10 @@ fn the_journal_names_lost_entries_and_catches_up_when_it_lags() {
     use std::io::Write;
     let dir = tempfile::tempdir().expect("tempdir");
     let mut chain: Vec<Entry> = Vec::new();
-    let append = |store: &SledStore, chain: &mut Vec<Entry>| {
-        let prev = chain.last().map_or(Hash::ZERO, Entry::hash);
-        let e = entry(1, chain.len() as u64 + 1, prev, 0);
-        chain.push(e.clone());
-        store
-            .append(&Append {
-                hash: e.hash(),
-                entry: e,
-                record: record_of(chain, false),
-            })
-            .expect("append");
-    };
     {
         let store = open(dir.path());
         for _ in 0..5 {
-            append(&store, &mut chain);
+            append_next(&store, &mut chain, 1, 0);
         }
         store.flush().expect("flush");
         assert!(store.lost_entries().is_empty());
@@ -424,7 +405,7 @@ fn the_journal_names_lost_entries_and_catches_up_when_it_lags() {
             lost.iter().map(|e| (e.hash(), e.seq())).collect::<Vec<_>>()
         );
         // Putting the first back at its old position shortens the list.
-        append(&store, &mut chain[..5].to_vec());
+        append_next(&store, &mut chain[..5].to_vec(), 1, 0);
         store
             .flush()
             .expect("the lost entry goes back at its position");
@@ -478,17 +459,8 @@ fn a_failed_store_refuses_writes_and_reads_through_a_reopen() {
     let dir = tempfile::tempdir().expect("tempdir");
     let store = open(dir.path());
     let mut chain = Vec::new();
-    for seq in 1..=20u64 {
-        let prev = chain.last().map_or(Hash::ZERO, Entry::hash);
-        let e = entry(1, seq, prev, 0);
-        chain.push(e.clone());
-        store
-            .append(&Append {
-                hash: e.hash(),
-                entry: e,
-                record: record_of(&chain, false),
-            })
-            .expect("append");
+    for _ in 0..20 {
+        append_next(&store, &mut chain, 1, 0);
     }
     store.flush().expect("flush");
     let subject = chain[0].subject();

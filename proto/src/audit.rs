@@ -725,11 +725,8 @@ impl Replay {
                 ));
             }
             // A log signs its checkpoints under its origin (PROTOCOL.md 17.1).
-            if let Some(v) = verifier.as_ref().filter(|v| v.name != cp.origin) {
-                anomalies.push(format!(
-                    "checkpoint at size {}: origin {:?} is not the log's key name {:?}",
-                    cp.size, cp.origin, v.name
-                ));
+            if let Some(Err(e)) = verifier.as_ref().map(|v| cp.check_origin(v)) {
+                anomalies.push(format!("checkpoint at size {}: {e}", cp.size));
             }
             let matches_log = roots_at.get(&cp.size) == Some(&cp.root);
             if !matches_log {

@@ -384,13 +384,23 @@ impl Checkpoint {
         let n = Note::parse(note)?;
         n.verify(v)?;
         let cp = Checkpoint::from_text(&n.text)?;
-        if cp.origin != v.name {
-            return Err(NoteError::BadCheckpoint(format!(
-                "origin {:?} is not the signing key's name {:?}",
-                cp.origin, v.name
-            )));
-        }
+        cp.check_origin(v)?;
         Ok((cp, n))
+    }
+
+    /// Checks that the checkpoint's origin is the key name of `v`: a log signs its checkpoints
+    /// under its origin.
+    ///
+    /// # Errors
+    /// [`NoteError::BadCheckpoint`] naming both.
+    pub fn check_origin(&self, v: &Verifier) -> Result<(), NoteError> {
+        if self.origin == v.name {
+            return Ok(());
+        }
+        Err(NoteError::BadCheckpoint(format!(
+            "origin {:?} is not the signing key's name {:?}",
+            self.origin, v.name
+        )))
     }
 }
 

@@ -995,6 +995,11 @@ pub fn serve(server: &Server, req: Request) -> Response {
         code: 3,
         message: e.to_string(),
     };
+    // Entries go to a peer only once they are durable here (see `SledStore::ensure_durable`).
+    let durable_entries = |out: Vec<Vec<u8>>| match ledger.store().ensure_durable() {
+        Ok(()) => Response::Entries(out),
+        Err(e) => internal(e),
+    };
     let resp = match req {
         Request::Digest { prefix } => {
             let mut d = ledger.digest_children(&prefix);
@@ -1070,11 +1075,8 @@ pub fn serve(server: &Server, req: Request) -> Response {
                 }
                 out.push(b);
             }
-            if let Err(e) = ledger.store().ensure_durable() {
-                return internal(e);
-            }
             // Not through `withhold_from`: the served log hides entries only with `log`.
-            return Response::Entries(out);
+            return durable_entries(out);
         }
         Request::Entries { wants, limit } => {
             let mut out = Vec::new();
@@ -1098,11 +1100,7 @@ pub fn serve(server: &Server, req: Request) -> Response {
                     break;
                 }
             }
-            // Entries go to a peer only once they are durable here (see `ensure_durable`).
-            match ledger.store().ensure_durable() {
-                Ok(()) => Response::Entries(out),
-                Err(e) => internal(e),
-            }
+            durable_entries(out)
         }
         Request::Fork { subject } => match ledger.store().fork(&subject) {
             Ok(p) => Response::Fork(p.map(|p| p.to_bytes())),
