@@ -147,7 +147,9 @@ impl From<QueryError> for ApiError {
             QueryError::Storage(e @ crate::store::StoreError::ReadOnly) => {
                 ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "read_only", e.to_string())
             }
-            QueryError::Storage(e @ crate::store::StoreError::Reopening) => ApiError::new(
+            QueryError::Storage(
+                e @ (crate::store::StoreError::Reopening | crate::store::StoreError::NotDurable),
+            ) => ApiError::new(
                 StatusCode::SERVICE_UNAVAILABLE,
                 "unavailable",
                 e.to_string(),
@@ -288,11 +290,41 @@ pub fn router(state: AppState) -> Router {
             )
         })
         .layer(DefaultBodyLimit::max(MAX_BODY))
+        .layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            durable_reads,
+        ))
         .layer(axum::middleware::map_response_with_state(
             state.clone(),
             count_errors,
         ))
         .with_state(state)
+}
+
+/// How long a read waits for the flush that makes what it read durable before it answers 503.
+const DURABLE_WAIT: Duration = Duration::from_secs(5);
+
+/// Answers a successful read only once everything it could have read is durable
+/// ([`crate::store::SledStore::wait_durable`]): an entry, a head, a consent state or a log size
+/// that a crash could still take back is never shown, so a brand never acts on (or keeps as
+/// evidence) an answer that the node could contradict after a restart. Without writes in flight
+/// this costs one atomic load; during ingest a read waits for the flush already under way (a few
+/// milliseconds). `POST /v1/entries` answers only after its own flush and is not held back for
+/// later groups.
+async fn durable_reads(
+    State(st): State<AppState>,
+    req: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> Response {
+    let submit = req.method() == axum::http::Method::POST && req.uri().path() == "/v1/entries";
+    let resp = next.run(req).await;
+    if submit || !resp.status().is_success() {
+        return resp;
+    }
+    match st.ledger.store().wait_durable(DURABLE_WAIT).await {
+        Ok(()) => resp,
+        Err(e) => ApiError::from(e).into_response(),
+    }
 }
 
 /// Runs blocking store work off the async workers.
@@ -1101,6 +1133,11 @@ async fn events(
             };
             if page.is_empty() {
                 break;
+            }
+            // No event for an entry a crash could still take back.
+            if let Err(e) = ledger.store().wait_durable(DURABLE_WAIT).await {
+                tracing::warn!(error = %e, "event backlog stopped");
+                return;
             }
             for (idx, hash) in page {
                 next = idx + 1;

@@ -59,6 +59,9 @@ pub enum StoreError {
         "the store takes no writes after a failed flush (restart the node once the disk is fixed)"
     )]
     ReadOnly,
+    /// A read found writes that no flush made durable within the reader's wait.
+    #[error("what this read found is not durable yet (no flush in time); try again")]
+    NotDurable,
     /// sled is being (or could not be) opened again after a failed flush.
     #[error("the storage engine is being reopened after a failed flush")]
     Reopening,
@@ -415,6 +418,7 @@ impl WriteGroup<'_> {
         // sees the new size also finds these records.
         let mut queue = lock(&self.store.journal_queue);
         let batch = self.batch;
+        self.store.commits.fetch_add(1, Ordering::SeqCst);
         self.store.write(|en| en.tree.apply_batch(batch))?;
         queue.extend(self.journal);
         self.store.log_size.store(self.next_index, Ordering::SeqCst);
@@ -453,6 +457,12 @@ pub struct SledStore {
     /// position a signed checkpoint covers is named durably, and a loss there is repaired at the
     /// same index instead of coming back elsewhere.
     journal_synced: AtomicU64,
+    /// Write groups committed (made visible), counted just before each is applied, so that a
+    /// reader that saw a group's writes reads a count that includes it.
+    commits: AtomicU64,
+    /// How many of `commits` the last successful flush covered; readers wait on it (see
+    /// [`SledStore::wait_durable`]).
+    durable_commits: tokio::sync::watch::Sender<u64>,
 }
 
 /// What [`salvage`] kept and left to repair.
@@ -979,6 +989,8 @@ impl SledStore {
             generation: AtomicU64::new(0),
             log_size: AtomicU64::new(log_size),
             durable_size: AtomicU64::new(log_size),
+            commits: AtomicU64::new(0),
+            durable_commits: tokio::sync::watch::Sender::new(0),
         })
     }
 
@@ -1015,11 +1027,14 @@ impl SledStore {
         if !self.failed.swap(true, Ordering::SeqCst) {
             tracing::error!(error = %e, "a store write failed: the store is read-only until restart");
         }
+        // Readers waiting for a flush that will not come stop waiting.
+        self.durable_commits.send_modify(|_| {});
     }
 
     /// Makes the store read-only, as a failed flush does.
     pub fn set_read_only(&self) {
         self.failed.store(true, Ordering::SeqCst);
+        self.durable_commits.send_modify(|_| {});
     }
 
     /// Whether a flush or write has failed (the store then takes no writes).
@@ -1106,6 +1121,9 @@ impl SledStore {
             self.durable_size.store(size, Ordering::SeqCst);
         }
         *slot = Some(Arc::new(engine));
+        // What the new handles show was read back from the files: nothing waits for a flush.
+        let commits = self.commits.load(Ordering::SeqCst);
+        self.durable_commits.send_modify(|c| *c = (*c).max(commits));
         self.generation.fetch_add(1, Ordering::SeqCst);
         tracing::warn!("storage engine reopened after a failed write; the store stays read-only");
         Ok(())
@@ -1525,6 +1543,7 @@ impl Store for SledStore {
         self.writable()?;
         let en = self.engine()?;
         let size = self.log_size();
+        let commits = self.commits.load(Ordering::SeqCst);
         let synced = en.db.flush().map(drop).and_then(|()| match &en.log_file {
             Some(f) => f.sync_data().map_err(sled::Error::Io),
             None => Ok(()),
@@ -1534,6 +1553,11 @@ impl Store for SledStore {
             return Err(e.into());
         }
         self.durable_size.fetch_max(size, Ordering::SeqCst);
+        self.durable_commits.send_if_modified(|c| {
+            let newer = commits > *c;
+            *c = (*c).max(commits);
+            newer
+        });
         self.journal_catch_up(size)
     }
 
@@ -1694,6 +1718,33 @@ impl SledStore {
             return Ok(());
         }
         self.flush()
+    }
+
+    /// Waits until everything committed before this call is durable: a reader calls it after it
+    /// has read and before it answers, so that it never answers with an entry, a head or a
+    /// consent state that a crash could still take back (the flusher makes each committed group
+    /// durable within a few milliseconds; nothing is forced here). Returns at once when nothing
+    /// is waiting for a flush, and when the store has failed: a read-only store answers from
+    /// what it holds, which may then include writes that no flush covered (documented in
+    /// docs/API.md; `/healthz` says `writable: false`).
+    ///
+    /// # Errors
+    /// [`StoreError::NotDurable`] when no flush covered it within `timeout`.
+    pub async fn wait_durable(&self, timeout: Duration) -> Result<(), StoreError> {
+        let target = self.commits.load(Ordering::SeqCst);
+        if *self.durable_commits.borrow() >= target {
+            return Ok(());
+        }
+        let mut rx = self.durable_commits.subscribe();
+        let waited = tokio::time::timeout(timeout, async {
+            while *rx.borrow_and_update() < target && !self.failed.load(Ordering::SeqCst) {
+                if rx.changed().await.is_err() {
+                    break;
+                }
+            }
+        })
+        .await;
+        waited.map_err(|_| StoreError::NotDurable)
     }
 
     /// The log size as of the last successful flush, and named durably in the journal (see

@@ -348,6 +348,61 @@ fn ensure_durable_covers_everything_committed() {
     assert_eq!(store.durable_size(), 3);
 }
 
+/// `wait_durable` (called by every HTTP read before it answers) returns only once a flush has
+/// covered every group committed before the call, answers `NotDurable` when none came in time,
+/// and does not hold reads back on a store that has failed.
+#[test]
+fn wait_durable_waits_for_the_flush_that_covers_what_was_read() {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_time()
+        .build()
+        .expect("runtime");
+    let dir = tempfile::tempdir().expect("tempdir");
+    let store = std::sync::Arc::new(open(dir.path()));
+    let short = std::time::Duration::from_millis(50);
+    rt.block_on(async {
+        store
+            .wait_durable(short)
+            .await
+            .expect("nothing committed: no wait");
+        let mut chain = Vec::new();
+        append_next(&store, &mut chain, 1, 0);
+        assert!(
+            matches!(
+                store.wait_durable(short).await,
+                Err(node::store::StoreError::NotDurable)
+            ),
+            "a committed group that no flush covered must hold the read back"
+        );
+        // A flush on another thread while the read waits: the wait ends with it.
+        let flusher = {
+            let store = store.clone();
+            std::thread::spawn(move || {
+                std::thread::sleep(std::time::Duration::from_millis(100));
+                store.flush().expect("flush");
+            })
+        };
+        let started = std::time::Instant::now();
+        store
+            .wait_durable(std::time::Duration::from_secs(10))
+            .await
+            .expect("the flush covers it");
+        assert!(
+            started.elapsed() >= std::time::Duration::from_millis(90),
+            "the wait ended before the flush"
+        );
+        flusher.join().expect("flusher");
+        store.wait_durable(short).await.expect("flushed: no wait");
+        // A failed store answers from what it holds, without waiting.
+        append_next(&store, &mut chain, 1, 0);
+        store.set_read_only();
+        store
+            .wait_durable(short)
+            .await
+            .expect("a failed store does not hold reads back");
+    });
+}
+
 /// The log journal (`store/journal`) names every log position; what it names past the log after
 /// a reopen is reported as lost, in order; a journal that lags is completed from the log; a
 /// journal that names another entry at a logged position makes the open fail.

@@ -198,7 +198,7 @@ fn run_cycles(how: Stop, cycles: usize, label: &str) -> usize {
         // Vary the burst length so the stop lands at different points of the group commit.
         let burst = Duration::from_millis(60 + (cycle as u64 * 37) % 150);
         let deadline = Instant::now() + burst + tests::WAIT;
-        let unexpected = std::thread::scope(|s| {
+        let (unexpected, seen) = std::thread::scope(|s| {
             let handles: Vec<_> = writers
                 .iter_mut()
                 .map(|w| {
@@ -206,6 +206,25 @@ fn run_cycles(how: Stop, cycles: usize, label: &str) -> usize {
                     s.spawn(move || w.burst(&client, brand, how == Stop::Term, deadline))
                 })
                 .collect();
+            // A reader asks for the log size throughout the burst: the largest size any answer
+            // showed, which a node answers only once it is durable.
+            let reader = {
+                let client = client.clone();
+                s.spawn(move || {
+                    let mut seen = 0u64;
+                    while Instant::now() < deadline {
+                        match client.try_request("GET", "/v1/node/info", &[], None) {
+                            Ok(r) if r.status == 200 => {
+                                let size = r.json()["log_size"].as_u64().expect("log_size");
+                                seen = seen.max(size);
+                            }
+                            Ok(_) => {}
+                            Err(_) => break,
+                        }
+                    }
+                    seen
+                })
+            };
             // The burst runs for its planned length, then the node is stopped mid-flight.
             std::thread::sleep(burst);
             signal(pid, if how == Stop::Kill9 { "KILL" } else { "TERM" });
@@ -215,7 +234,10 @@ fn run_cycles(how: Stop, cycles: usize, label: &str) -> usize {
                     unexpected.push(e);
                 }
             }
-            unexpected
+            (
+                unexpected,
+                reader.join().expect("the reader thread panicked"),
+            )
         });
         let acked_now: usize = writers.iter().map(|w| w.acked_this_cycle.len()).sum();
         let status = node.wait_for_exit();
@@ -249,6 +271,11 @@ fn run_cycles(how: Stop, cycles: usize, label: &str) -> usize {
             .and_then(|s| s.split(' ').next())
             .and_then(|n| n.parse().ok())
             .unwrap_or_else(|| panic!("cycle {cycle}: unexpected check output {stdout:?}"));
+        assert!(
+            seen <= kept,
+            "cycle {cycle}: an answer showed a log of {seen} entries, the stopped node's store \
+             kept {kept}: the node answered with entries that were not durable"
+        );
         let peer_size = peer.info().log_size;
         assert!(
             peer_size <= kept,
