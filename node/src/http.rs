@@ -310,15 +310,19 @@ const DURABLE_WAIT: Duration = Duration::from_secs(5);
 /// evidence) an answer that the node could contradict after a restart. Without writes in flight
 /// this costs one atomic load; during ingest a read waits for the flush already under way (a few
 /// milliseconds). `POST /v1/entries` answers only after its own flush and is not held back for
-/// later groups.
+/// later groups; `/healthz` and `/metrics` are not held back either.
 async fn durable_reads(
     State(st): State<AppState>,
     req: axum::extract::Request,
     next: axum::middleware::Next,
 ) -> Response {
-    let submit = req.method() == axum::http::Method::POST && req.uri().path() == "/v1/entries";
+    let path = req.uri().path();
+    // Liveness and metrics describe the node, not the ledger: never held back.
+    let exempt = (req.method() == axum::http::Method::POST && path == "/v1/entries")
+        || path == "/healthz"
+        || path == "/metrics";
     let resp = next.run(req).await;
-    if submit || !resp.status().is_success() {
+    if exempt || !resp.status().is_success() {
         return resp;
     }
     match st.ledger.store().wait_durable(DURABLE_WAIT).await {

@@ -78,11 +78,23 @@ fn a_stolen_key_is_recovered_from_and_every_node_and_the_audit_agree() {
         &[PURPOSE],
     )));
     assert_eq!(late.seq(), 6);
+    // And a taken seq after the rotation (5, the customer's new withdrawal): the retired key
+    // is not valid there, so the thief's entry is refused, not a fork.
+    let mut at_taken = thief.clone();
+    at_taken.entries.truncate(4);
+    let taken = at_taken.peek(proto::entry::Body::Grant(tests::consent(
+        brand(),
+        &[PURPOSE],
+    )));
+    assert_eq!(taken.seq(), 5);
+    assert_ne!(taken.hash(), customer.entries[4].hash());
     for n in nodes {
-        let r = n.post_entry_json(&late);
-        assert_eq!(r.status, 400, "{}", r.body);
-        n.get(&format!("/v1/entries/{}", late.hash()))
-            .expect_status(404);
+        for e in [&late, &taken] {
+            let r = n.post_entry_json(e);
+            assert_eq!(r.status, 400, "seq {}: {}", e.seq(), r.body);
+            n.get(&format!("/v1/entries/{}", e.hash()))
+                .expect_status(404);
+        }
     }
     // Converged: one chain, no fork, deny everywhere.
     let chains: Vec<_> = nodes.iter().map(|n| n.chain(&id)).collect();
@@ -113,5 +125,52 @@ fn a_stolen_key_is_recovered_from_and_every_node_and_the_audit_agree() {
             .expect("the subject's state in the report");
         assert_eq!(state.status, "dpv:ConsentWithdrawn");
         assert_eq!(state.seq, Some(5));
+    }
+}
+
+/// The thief races the customer's rotation: a grant signed by the stolen key at the very seq of
+/// the rotation, where that key was still the subject's signing key. Two different valid entries
+/// at one position are a fork: both nodes know it, keep the proof, and answer deny (forked).
+#[test]
+fn a_thief_racing_the_rotation_makes_a_fork_that_every_node_reports() {
+    let cluster = tests::cluster(2);
+    let (a, b) = (&cluster[0], &cluster[1]);
+    let mut customer = Chain::new("raced");
+    let id = customer.id();
+    a.submit(&customer.grant(brand(), &[PURPOSE]), 201);
+    wait_for(Duration::from_secs(20), "the grant at B", || {
+        head(b, &id) == 1
+    });
+
+    let mut thief = customer.clone();
+    let stolen = thief.grant(brand(), &[PURPOSE]);
+    let rotation = customer.rotate(key("raced/new-signing"), &key("raced/next-recovery"));
+    assert_eq!(stolen.seq(), 2);
+    assert_eq!(rotation.seq(), 2);
+    a.submit(&rotation, 201);
+    let second = b.post_entry_json(&stolen);
+    assert!(
+        second.status == 201 || second.status == 409,
+        "the thief's entry at the rotation's seq: {} {}",
+        second.status,
+        second.body
+    );
+    for n in [a, b] {
+        wait_for(
+            Duration::from_secs(20),
+            "every node to answer forked",
+            || n.check(&id, &brand(), PURPOSE).status == "forked",
+        );
+        assert_eq!(n.check(&id, &brand(), PURPOSE).decision, Verdict::Deny);
+        // The proof parses (and so verifies) and holds exactly the two seq-2 entries.
+        let proof: proto::chain::ForkProof = n
+            .get(&format!("/v1/subjects/{id}/fork"))
+            .expect_status(200)
+            .parse();
+        let mut got = [proof.a.hash(), proof.b.hash()];
+        let mut want = [stolen.hash(), rotation.hash()];
+        got.sort();
+        want.sort();
+        assert_eq!(got, want, "the fork proof's entries");
     }
 }
