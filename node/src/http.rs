@@ -310,7 +310,8 @@ const DURABLE_WAIT: Duration = Duration::from_secs(5);
 /// evidence) an answer that the node could contradict after a restart. Without writes in flight
 /// this costs one atomic load; during ingest a read waits for the flush already under way (a few
 /// milliseconds). `POST /v1/entries` answers only after its own flush and is not held back for
-/// later groups; `/healthz` and `/metrics` are not held back either.
+/// later groups; checks wait only for their own subjects ([`durable_answers`]); `/healthz` and
+/// `/metrics` are not held back.
 async fn durable_reads(
     State(st): State<AppState>,
     req: axum::extract::Request,
@@ -319,6 +320,7 @@ async fn durable_reads(
     let path = req.uri().path();
     // Liveness and metrics describe the node, not the ledger: never held back.
     let exempt = (req.method() == axum::http::Method::POST && path == "/v1/entries")
+        || path == "/v1/consent/check"
         || path == "/healthz"
         || path == "/metrics";
     let resp = next.run(req).await;
@@ -604,11 +606,34 @@ async fn check_one(
     let q = query(q)?;
     let started = Instant::now();
     let r = answer(&st, &q);
+    let r = match r {
+        Ok(r) => durable_answers(&st, vec![r]).await.map(|mut v| v.remove(0)),
+        Err(e) => Err(e),
+    };
     st.ledger
         .metrics()
         .check_seconds
         .observe(started.elapsed().as_secs_f64());
     r.map(Json)
+}
+
+/// Holds check answers back until their subjects' records are durable (only a subject written
+/// by a group still being flushed waits), then sets each answer's `log_size` to the durable log
+/// size: a check never shows a state or a size that a crash could take back (see
+/// [`durable_reads`], which checks bypass).
+async fn durable_answers(
+    st: &AppState,
+    mut answers: Vec<CheckResponse>,
+) -> ApiResult<Vec<CheckResponse>> {
+    let store = st.ledger.store();
+    store
+        .wait_subjects_durable(answers.iter().map(|r| &r.subject), DURABLE_WAIT)
+        .await?;
+    let size = store.flushed_size();
+    for r in &mut answers {
+        r.log_size = size;
+    }
+    Ok(answers)
 }
 
 /// Up to 1,000 questions at once; answers in question order.
@@ -632,11 +657,24 @@ async fn check_batch(
         )));
     }
     let started = Instant::now();
-    let answers = req
-        .questions
-        .iter()
-        .map(|q| match answer(&st, q) {
-            Ok(a) => BatchAnswer::Answer(a),
+    let results: Vec<ApiResult<CheckResponse>> =
+        req.questions.iter().map(|q| answer(&st, q)).collect();
+    let mut ok = durable_answers(
+        &st,
+        results
+            .iter()
+            .filter_map(|r| r.as_ref().ok().cloned())
+            .collect(),
+    )
+    .await?
+    .into_iter();
+    let answers = results
+        .into_iter()
+        .map(|r| match r {
+            Ok(_) => ok.next().map_or_else(
+                || BatchAnswer::Error(ApiError::internal("answer lost").body()),
+                BatchAnswer::Answer,
+            ),
             Err(e) => BatchAnswer::Error(e.body()),
         })
         .collect();

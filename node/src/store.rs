@@ -418,7 +418,13 @@ impl WriteGroup<'_> {
         // sees the new size also finds these records.
         let mut queue = lock(&self.store.journal_queue);
         let batch = self.batch;
-        self.store.commits.fetch_add(1, Ordering::SeqCst);
+        let number = self.store.commits.fetch_add(1, Ordering::SeqCst) + 1;
+        {
+            let mut unflushed = lock(&self.store.unflushed);
+            for subject in self.records.keys() {
+                unflushed.insert(*subject, number);
+            }
+        }
         self.store.write(|en| en.tree.apply_batch(batch))?;
         queue.extend(self.journal);
         self.store.log_size.store(self.next_index, Ordering::SeqCst);
@@ -463,6 +469,9 @@ pub struct SledStore {
     /// How many of `commits` the last successful flush covered; readers wait on it (see
     /// [`SledStore::wait_durable`]).
     durable_commits: tokio::sync::watch::Sender<u64>,
+    /// Subjects written by committed groups that no flush has covered yet, each with the number
+    /// (in `commits`) of its latest such group: a check waits only for its own subject's writes.
+    unflushed: Mutex<HashMap<PublicKey, u64>>,
 }
 
 /// What [`salvage`] kept and left to repair.
@@ -991,6 +1000,7 @@ impl SledStore {
             durable_size: AtomicU64::new(log_size),
             commits: AtomicU64::new(0),
             durable_commits: tokio::sync::watch::Sender::new(0),
+            unflushed: Mutex::new(HashMap::new()),
         })
     }
 
@@ -1123,6 +1133,7 @@ impl SledStore {
         *slot = Some(Arc::new(engine));
         // What the new handles show was read back from the files: nothing waits for a flush.
         let commits = self.commits.load(Ordering::SeqCst);
+        lock(&self.unflushed).clear();
         self.durable_commits.send_modify(|c| *c = (*c).max(commits));
         self.generation.fetch_add(1, Ordering::SeqCst);
         tracing::warn!("storage engine reopened after a failed write; the store stays read-only");
@@ -1553,6 +1564,7 @@ impl Store for SledStore {
             return Err(e.into());
         }
         self.durable_size.fetch_max(size, Ordering::SeqCst);
+        lock(&self.unflushed).retain(|_, number| *number > commits);
         self.durable_commits.send_if_modified(|c| {
             let newer = commits > *c;
             *c = (*c).max(commits);
@@ -1731,7 +1743,39 @@ impl SledStore {
     /// # Errors
     /// [`StoreError::NotDurable`] when no flush covered it within `timeout`.
     pub async fn wait_durable(&self, timeout: Duration) -> Result<(), StoreError> {
-        let target = self.commits.load(Ordering::SeqCst);
+        self.wait_commit(self.commits.load(Ordering::SeqCst), timeout)
+            .await
+    }
+
+    /// As [`SledStore::wait_durable`], but waits only for the committed groups that wrote one
+    /// of `subjects` (a check reads its subject's record and nothing else of the ledger).
+    ///
+    /// # Errors
+    /// [`StoreError::NotDurable`] when no flush covered them within `timeout`.
+    pub async fn wait_subjects_durable<'a>(
+        &self,
+        subjects: impl IntoIterator<Item = &'a PublicKey>,
+        timeout: Duration,
+    ) -> Result<(), StoreError> {
+        let target = {
+            let unflushed = lock(&self.unflushed);
+            subjects
+                .into_iter()
+                .filter_map(|s| unflushed.get(s).copied())
+                .max()
+                .unwrap_or(0)
+        };
+        self.wait_commit(target, timeout).await
+    }
+
+    /// The log size as of the last successful flush (no journal sync, unlike
+    /// [`SledStore::durable_size`]).
+    pub fn flushed_size(&self) -> u64 {
+        self.durable_size.load(Ordering::SeqCst)
+    }
+
+    /// Waits until a flush has covered committed group number `target`, or the store failed.
+    async fn wait_commit(&self, target: u64, timeout: Duration) -> Result<(), StoreError> {
         if *self.durable_commits.borrow() >= target {
             return Ok(());
         }

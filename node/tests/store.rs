@@ -350,7 +350,8 @@ fn ensure_durable_covers_everything_committed() {
 
 /// `wait_durable` (called by every HTTP read before it answers) returns only once a flush has
 /// covered every group committed before the call, answers `NotDurable` when none came in time,
-/// and does not hold reads back on a store that has failed.
+/// and does not hold reads back on a store that has failed; `wait_subjects_durable` (checks)
+/// waits only for groups that wrote one of its subjects.
 #[test]
 fn wait_durable_waits_for_the_flush_that_covers_what_was_read() {
     let rt = tokio::runtime::Builder::new_current_thread()
@@ -374,6 +375,18 @@ fn wait_durable_waits_for_the_flush_that_covers_what_was_read() {
             ),
             "a committed group that no flush covered must hold the read back"
         );
+        // A check of subject 1 waits too; one of another subject does not.
+        let one = key(1).public_key();
+        let two = key(2).public_key();
+        assert!(matches!(
+            store.wait_subjects_durable([&one, &two], short).await,
+            Err(node::store::StoreError::NotDurable)
+        ));
+        store
+            .wait_subjects_durable([&two], short)
+            .await
+            .expect("subject 2 has no write in flight");
+        assert_eq!(store.flushed_size(), 0);
         // A flush on another thread while the read waits: the wait ends with it.
         let flusher = {
             let store = store.clone();
@@ -393,6 +406,11 @@ fn wait_durable_waits_for_the_flush_that_covers_what_was_read() {
         );
         flusher.join().expect("flusher");
         store.wait_durable(short).await.expect("flushed: no wait");
+        store
+            .wait_subjects_durable([&one], short)
+            .await
+            .expect("subject 1 flushed: no wait");
+        assert_eq!(store.flushed_size(), 1);
         // A failed store answers from what it holds, without waiting.
         append_next(&store, &mut chain, 1, 0);
         store.set_read_only();

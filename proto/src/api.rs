@@ -129,7 +129,7 @@ pub struct CheckResponse {
     pub valid_until: Option<u64>,
     /// The subject's head seq on this node (0 when unknown).
     pub head_seq: u64,
-    /// This node's ingest-log size when it answered.
+    /// This node's durable ingest-log size when it answered (flushed entries only).
     pub log_size: u64,
     /// The time judged at (ms since the Unix epoch).
     pub at: u64,

@@ -198,7 +198,10 @@ fn run_cycles(how: Stop, cycles: usize, label: &str) -> usize {
         // Vary the burst length so the stop lands at different points of the group commit.
         let burst = Duration::from_millis(60 + (cycle as u64 * 37) % 150);
         let deadline = Instant::now() + burst + tests::WAIT;
-        let (unexpected, seen) = std::thread::scope(|s| {
+        let watched = writers[0].chains[0].id();
+        let check_path =
+            format!("/v1/consent/check?subject={watched}&controller={brand}&purpose=dpv:Marketing");
+        let (unexpected, (seen, seen_head)) = std::thread::scope(|s| {
             let handles: Vec<_> = writers
                 .iter_mut()
                 .map(|w| {
@@ -206,23 +209,36 @@ fn run_cycles(how: Stop, cycles: usize, label: &str) -> usize {
                     s.spawn(move || w.burst(&client, brand, how == Stop::Term, deadline))
                 })
                 .collect();
-            // A reader asks for the log size throughout the burst: the largest size any answer
-            // showed, which a node answers only once it is durable.
+            // A reader asks for the log size (node info, and a check of one written subject)
+            // throughout the burst: the largest size and head any answer showed, which a node
+            // answers only once they are durable.
             let reader = {
                 let client = client.clone();
+                let check_path = &check_path;
                 s.spawn(move || {
-                    let mut seen = 0u64;
-                    while Instant::now() < deadline {
-                        match client.try_request("GET", "/v1/node/info", &[], None) {
+                    let (mut seen, mut seen_head) = (0u64, 0u64);
+                    for i in 0.. {
+                        if Instant::now() >= deadline {
+                            break;
+                        }
+                        let path = if i % 2 == 0 {
+                            "/v1/node/info"
+                        } else {
+                            check_path
+                        };
+                        match client.try_request("GET", path, &[], None) {
                             Ok(r) if r.status == 200 => {
-                                let size = r.json()["log_size"].as_u64().expect("log_size");
-                                seen = seen.max(size);
+                                let j = r.json();
+                                seen = seen.max(j["log_size"].as_u64().expect("log_size"));
+                                if let Some(h) = j["head_seq"].as_u64() {
+                                    seen_head = seen_head.max(h);
+                                }
                             }
                             Ok(_) => {}
                             Err(_) => break,
                         }
                     }
-                    seen
+                    (seen, seen_head)
                 })
             };
             // The burst runs for its planned length, then the node is stopped mid-flight.
@@ -284,6 +300,12 @@ fn run_cycles(how: Stop, cycles: usize, label: &str) -> usize {
         );
 
         node.start();
+        let head_after = node.chain(&watched).head_seq;
+        assert!(
+            seen_head <= head_after,
+            "cycle {cycle}: a check showed head seq {seen_head} of a subject that has {head_after} \
+             after the restart: the node answered with a state that was not durable"
+        );
         rejoined(&node, cycle);
         let (verified, kept_in_flight) = verify_and_resync(&node, &mut writers, cycle);
         let info = node.info();
