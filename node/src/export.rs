@@ -87,6 +87,8 @@ pub fn write_export(
         }
     }
     line(out, &ExportLine::Checkpoint { note: latest })?;
+    // A fork proof is stored without a log position: make sure none still waits for its flush.
+    store.ensure_durable()?;
     for r in store.fork_proofs() {
         let proof = r?;
         line(

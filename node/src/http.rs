@@ -1162,7 +1162,9 @@ async fn events(
     tokio::spawn(async move {
         let mut next = match start {
             Some(s) => s,
-            None => ledger.store().log_size(),
+            // From the durable end: later entries are still being flushed, and their live events
+            // come after their flush (or the backlog below sends them once durable).
+            None => ledger.store().flushed_size(),
         };
         // Backlog from the log, in pages, then live events (skipping what the backlog covered).
         loop {
@@ -1373,7 +1375,7 @@ async fn dial_peer(
 async fn metrics(State(st): State<AppState>) -> Response {
     let m = st.ledger.metrics();
     m.store_bytes.set(st.ledger.store().size_on_disk() as i64);
-    m.log_size.set(st.ledger.store().log_size() as i64);
+    m.log_size.set(st.ledger.store().flushed_size() as i64);
     (
         [(
             header::CONTENT_TYPE,

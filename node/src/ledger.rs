@@ -925,6 +925,9 @@ fn run_flusher(shared: Arc<Shared>, rx: std::sync::mpsc::Receiver<Committed>) {
                 // Never acknowledge after a failed flush, and never retry it as if it worked.
                 tracing::error!(error = %e, "flush failed: the node is now read-only");
                 shared.writable.store(false, Ordering::SeqCst);
+                // Also when sled flushed but the journal failed: readers stop waiting for
+                // flushes that will not come.
+                shared.store.set_read_only();
                 ok = false;
             }
         }
@@ -954,7 +957,7 @@ fn run_flusher(shared: Arc<Shared>, rx: std::sync::mpsc::Receiver<Committed>) {
                 stop = c.stop;
             }
         }
-        metrics.log_size.set(shared.store.log_size() as i64);
+        metrics.log_size.set(shared.store.flushed_size() as i64);
         if let Some(ack) = stop {
             let _ = ack.send(());
             break;

@@ -348,17 +348,21 @@ fn ensure_durable_covers_everything_committed() {
     assert_eq!(store.durable_size(), 3);
 }
 
+/// A single-threaded tokio runtime with timers, for the store's async waits.
+fn runtime() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_time()
+        .build()
+        .expect("runtime")
+}
+
 /// `wait_durable` (called by every HTTP read before it answers) returns only once a flush has
 /// covered every group committed before the call, answers `NotDurable` when none came in time,
 /// and does not hold reads back on a store that has failed; `wait_subjects_durable` (checks)
 /// waits only for groups that wrote one of its subjects.
 #[test]
 fn wait_durable_waits_for_the_flush_that_covers_what_was_read() {
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_time()
-        .build()
-        .expect("runtime");
-    let dir = tempfile::tempdir().expect("tempdir");
+    let (rt, dir) = (runtime(), tempfile::tempdir().expect("tempdir"));
     let store = std::sync::Arc::new(open(dir.path()));
     let short = std::time::Duration::from_millis(50);
     rt.block_on(async {
@@ -419,6 +423,55 @@ fn wait_durable_waits_for_the_flush_that_covers_what_was_read() {
             .await
             .expect("a failed store does not hold reads back");
     });
+}
+
+/// Under concurrent commits and flushes, a reader that waits with `wait_durable` always finds the
+/// flushed size at least the log size it saw before the wait: a flush never claims a group it
+/// did not cover (it reads the commit count and the log size together, under the commit's lock).
+#[test]
+fn wait_durable_holds_under_concurrent_commits_and_flushes() {
+    let (rt, dir) = (runtime(), tempfile::tempdir().expect("tempdir"));
+    let store = std::sync::Arc::new(open(dir.path()));
+    let done = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let writer = {
+        let (store, done) = (store.clone(), done.clone());
+        std::thread::spawn(move || {
+            let mut chains: Vec<Vec<Entry>> = vec![Vec::new(); 8];
+            for i in 0..1200 {
+                append_next(&store, &mut chains[i % 8], (i % 8) as u8 + 1, 0);
+            }
+            done.store(true, std::sync::atomic::Ordering::SeqCst);
+        })
+    };
+    let flusher = {
+        let (store, done) = (store.clone(), done.clone());
+        std::thread::spawn(move || {
+            while !done.load(std::sync::atomic::Ordering::SeqCst) {
+                store.flush().expect("flush");
+            }
+            store.flush().expect("last flush");
+        })
+    };
+    let mut reads = 0u32;
+    rt.block_on(async {
+        while !done.load(std::sync::atomic::Ordering::SeqCst) {
+            let seen = store.log_size();
+            store
+                .wait_durable(std::time::Duration::from_secs(10))
+                .await
+                .expect("the flusher runs");
+            let flushed = store.flushed_size();
+            assert!(
+                flushed >= seen,
+                "read {reads}: saw {seen} entries, then the wait returned with {flushed} flushed"
+            );
+            reads += 1;
+        }
+    });
+    writer.join().expect("writer");
+    flusher.join().expect("flusher");
+    assert!(reads > 10, "only {reads} reads ran alongside the writes");
+    assert_eq!(store.flushed_size(), 1200);
 }
 
 /// The log journal (`store/journal`) names every log position; what it names past the log after
