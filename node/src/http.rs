@@ -257,22 +257,29 @@ pub struct ApiDoc;
 /// The router.
 pub fn router(state: AppState) -> Router {
     Router::new()
-        .route("/v1/entries", post(submit_entry))
+        // Reads of the ledger's state: answered only once what they read is durable.
         .route("/v1/entries/{hash}", get(entry_by_hash))
-        .route("/v1/consent/check", get(check_one).post(check_batch))
         .route("/v1/subjects/{subject}/entries", get(subject_entries))
         .route("/v1/subjects/{subject}/consents", get(subject_consents))
         .route("/v1/subjects/{subject}/fork", get(subject_fork))
         .route("/v1/log/entries", get(log_entries))
-        .route("/v1/log/checkpoint", get(checkpoint))
-        .route("/v1/log/split-views", get(split_views))
-        .route("/v1/witness", get(witness_info))
-        .route("/v1/witness/add-checkpoint", post(add_checkpoint))
         .route("/v1/log/export", get(export))
         .route("/v1/log/proof/inclusion", get(inclusion_proof))
         .route("/v1/log/proof/consistency", get(consistency_proof))
         .route("/v1/events", get(events))
         .route("/v1/node/info", get(node_info))
+        .route_layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            durable_reads,
+        ))
+        // Submissions answer after their own flush, checks wait per subject
+        // (`durable_answers`); the rest shows no ledger state, or only checkpoints (durable).
+        .route("/v1/entries", post(submit_entry))
+        .route("/v1/consent/check", get(check_one).post(check_batch))
+        .route("/v1/log/checkpoint", get(checkpoint))
+        .route("/v1/log/split-views", get(split_views))
+        .route("/v1/witness", get(witness_info))
+        .route("/v1/witness/add-checkpoint", post(add_checkpoint))
         .route("/v1/peers", get(peers).post(dial_peer))
         .route(
             "/v1/peers/{peer_id}/block",
@@ -290,10 +297,6 @@ pub fn router(state: AppState) -> Router {
             )
         })
         .layer(DefaultBodyLimit::max(MAX_BODY))
-        .layer(axum::middleware::from_fn_with_state(
-            state.clone(),
-            durable_reads,
-        ))
         .layer(axum::middleware::map_response_with_state(
             state.clone(),
             count_errors,
@@ -309,22 +312,16 @@ const DURABLE_WAIT: Duration = Duration::from_secs(5);
 /// that a crash could still take back is never shown, so a brand never acts on (or keeps as
 /// evidence) an answer that the node could contradict after a restart. Without writes in flight
 /// this costs one atomic load; during ingest a read waits for the flush already under way (a few
-/// milliseconds). `POST /v1/entries` answers only after its own flush and is not held back for
-/// later groups; checks wait only for their own subjects ([`durable_answers`]); `/healthz` and
-/// `/metrics` are not held back.
+/// milliseconds). Layered on the ledger-reading routes of [`router`] only: `POST /v1/entries`
+/// answers after its own flush, checks wait only for their own subjects ([`durable_answers`]),
+/// and `/healthz` and `/metrics` describe the node, not the ledger.
 async fn durable_reads(
     State(st): State<AppState>,
     req: axum::extract::Request,
     next: axum::middleware::Next,
 ) -> Response {
-    let path = req.uri().path();
-    // Liveness and metrics describe the node, not the ledger: never held back.
-    let exempt = (req.method() == axum::http::Method::POST && path == "/v1/entries")
-        || path == "/v1/consent/check"
-        || path == "/healthz"
-        || path == "/metrics";
     let resp = next.run(req).await;
-    if exempt || !resp.status().is_success() {
+    if !resp.status().is_success() {
         return resp;
     }
     match st.ledger.store().wait_durable(DURABLE_WAIT).await {
@@ -605,11 +602,10 @@ async fn check_one(
 ) -> ApiResult<Json<CheckResponse>> {
     let q = query(q)?;
     let started = Instant::now();
-    let r = answer(&st, &q);
-    let r = match r {
-        Ok(r) => durable_answers(&st, vec![r]).await.map(|mut v| v.remove(0)),
-        Err(e) => Err(e),
-    };
+    let mut answers = [answer(&st, &q)];
+    let waited = durable_answers(&st, &mut answers).await;
+    let [r] = answers;
+    let r = waited.and(r);
     st.ledger
         .metrics()
         .check_seconds
@@ -621,19 +617,16 @@ async fn check_one(
 /// by a group still being flushed waits), then sets each answer's `log_size` to the durable log
 /// size: a check never shows a state or a size that a crash could take back (see
 /// [`durable_reads`], which checks bypass).
-async fn durable_answers(
-    st: &AppState,
-    mut answers: Vec<CheckResponse>,
-) -> ApiResult<Vec<CheckResponse>> {
+async fn durable_answers(st: &AppState, answers: &mut [ApiResult<CheckResponse>]) -> ApiResult<()> {
     let store = st.ledger.store();
     store
-        .wait_subjects_durable(answers.iter().map(|r| &r.subject), DURABLE_WAIT)
+        .wait_subjects_durable(answers.iter().flatten().map(|r| &r.subject), DURABLE_WAIT)
         .await?;
     let size = store.flushed_size();
-    for r in &mut answers {
+    for r in answers.iter_mut().flatten() {
         r.log_size = size;
     }
-    Ok(answers)
+    Ok(())
 }
 
 /// Up to 1,000 questions at once; answers in question order.
@@ -657,24 +650,13 @@ async fn check_batch(
         )));
     }
     let started = Instant::now();
-    let results: Vec<ApiResult<CheckResponse>> =
+    let mut results: Vec<ApiResult<CheckResponse>> =
         req.questions.iter().map(|q| answer(&st, q)).collect();
-    let mut ok = durable_answers(
-        &st,
-        results
-            .iter()
-            .filter_map(|r| r.as_ref().ok().cloned())
-            .collect(),
-    )
-    .await?
-    .into_iter();
+    durable_answers(&st, &mut results).await?;
     let answers = results
         .into_iter()
         .map(|r| match r {
-            Ok(_) => ok.next().map_or_else(
-                || BatchAnswer::Error(ApiError::internal("answer lost").body()),
-                BatchAnswer::Answer,
-            ),
+            Ok(a) => BatchAnswer::Answer(a),
             Err(e) => BatchAnswer::Error(e.body()),
         })
         .collect();

@@ -1730,10 +1730,8 @@ impl SledStore {
     /// # Errors
     /// [`StoreError`]: the flush failed (the store is then failed, as after any failed flush).
     pub fn ensure_durable(&self) -> Result<(), StoreError> {
-        // Both: a group that stored only a fork proof does not move the log size.
-        if self.durable_size.load(Ordering::SeqCst) >= self.log_size()
-            && *self.durable_commits.borrow() >= self.commits.load(Ordering::SeqCst)
-        {
+        // By groups, not log size: a group that stored only a fork proof does not move the log.
+        if *self.durable_commits.borrow() >= self.commits.load(Ordering::SeqCst) {
             return Ok(());
         }
         self.flush()
