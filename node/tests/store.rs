@@ -631,3 +631,108 @@ fn a_failed_store_refuses_writes_and_reads_through_a_reopen() {
         Some(chain[19].clone())
     );
 }
+
+/// A partial salvage (docs/RELIABILITY.md, item 3): sled opens the store, but one entry in the
+/// middle of the log no longer reads back whole. The salvage keeps every entry before it, in log
+/// order and at the same positions, with the checkpoints; the journal names every position from
+/// the damaged one on as lost, in order; the derived records are rebuilt from what was kept; the
+/// damaged store is kept beside the new one; and putting the lost entries back in order ends the
+/// repair. (A page that sled itself fails to read takes the same path: the read gives no entry.)
+#[test]
+fn a_partial_salvage_keeps_the_entries_before_the_first_damaged_one() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let dir = tmp.path().join("store");
+    let (mut a, mut b) = (Vec::new(), Vec::new());
+    let mut log: Vec<Entry> = Vec::new();
+    {
+        let store = open(&dir);
+        for i in 0..8 {
+            let (chain, subject) = if i % 2 == 0 { (&mut a, 1) } else { (&mut b, 2) };
+            append_next(&store, chain, subject, 0);
+            log.push(chain.last().expect("appended").clone());
+        }
+        store.flush().expect("flush");
+        store
+            .put_checkpoint(4, "a checkpoint note\n")
+            .expect("checkpoint");
+        store.flush().expect("flush");
+    }
+    // Damage the entry at log position 5 (subject 2's third entry): its record no longer holds
+    // the entry the log and the journal name there.
+    let damaged = &log[5];
+    {
+        let db = sled::open(&dir).expect("sled opens the store");
+        let tree = db.open_tree("ledger").expect("the ledger tree");
+        let mut k = vec![b'E'];
+        k.extend_from_slice(damaged.subject().as_bytes());
+        k.extend_from_slice(&damaged.seq().to_be_bytes());
+        let mut v = tree
+            .get(&k)
+            .expect("read")
+            .expect("the entry is stored")
+            .to_vec();
+        let last = v.len() - 1;
+        v[last] ^= 0x01;
+        tree.insert(k, v).expect("damage");
+        db.flush().expect("flush");
+    }
+    let salvaged = node::store::salvage(&dir).expect("salvage");
+    assert_eq!((salvaged.kept, salvaged.lost), (5, 3), "{salvaged:?}");
+    assert!(
+        salvaged.damaged_dir.join("db").exists(),
+        "the damaged store is kept"
+    );
+    let store = open(&dir);
+    assert_eq!(store.log_size(), 5);
+    let kept: Vec<Hash> = store
+        .log_range(0, usize::MAX)
+        .expect("log")
+        .into_iter()
+        .map(|(_, h)| h)
+        .collect();
+    assert_eq!(kept, log[..5].iter().map(Entry::hash).collect::<Vec<_>>());
+    let named: Vec<Hash> = store.lost_entries().iter().map(|r| r.hash).collect();
+    assert_eq!(named, log[5..].iter().map(Entry::hash).collect::<Vec<_>>());
+    assert_eq!(
+        store.checkpoint(4).expect("read").as_deref(),
+        Some("a checkpoint note\n")
+    );
+    // Derived records rebuilt from the kept entries: subject 1 up to seq 3, subject 2 up to 2.
+    let head = |c: &[Entry]| {
+        store
+            .subject(&c[0].subject())
+            .expect("read")
+            .expect("record")
+    };
+    assert_eq!(head(&a).head.seq, 3);
+    assert_eq!(head(&b).head.seq, 2);
+    assert_eq!(head(&b).head.hash, b[1].hash());
+    // The repair puts the lost entries back in order, at their old positions.
+    let (mut a_kept, mut b_kept) = (a[..3].to_vec(), b[..2].to_vec());
+    for e in &log[5..] {
+        let chain = if e.subject() == a[0].subject() {
+            &mut a_kept
+        } else {
+            &mut b_kept
+        };
+        chain.push(e.clone());
+        store
+            .append(&Append {
+                hash: e.hash(),
+                entry: e.clone(),
+                record: record_of(chain, false),
+            })
+            .expect("append");
+    }
+    store.flush().expect("flush");
+    assert!(store.lost_entries().is_empty());
+    assert_eq!(
+        store
+            .log_range(0, usize::MAX)
+            .expect("log")
+            .into_iter()
+            .map(|(_, h)| h)
+            .collect::<Vec<_>>(),
+        log.iter().map(Entry::hash).collect::<Vec<_>>()
+    );
+}
