@@ -6,11 +6,40 @@
 //! transport form only: nothing is ever signed or hashed as JSON. Unknown fields are rejected, and
 //! a parsed entry passes the same form rules as a decoded one.
 
-use serde::{Deserialize, Serialize};
+use std::fmt;
+use std::marker::PhantomData;
+
+use serde::de::{MapAccess, Visitor};
+use serde::{Deserialize, Deserializer, Serialize};
 
 use crate::entry::{Body, Consent, Content, Entry, Kind, Method, Notice, Rotation, VERSION};
 use crate::error::DecodeError;
 use crate::keys::{Hash, PublicKey, Signature};
+
+/// The members of an entry's JSON form, in the order of docs/PROTOCOL.md section 9's table (the
+/// order in which [`EntryJson`] writes them).
+pub const MEMBERS: [&str; 20] = [
+    "version",
+    "kind",
+    "subject",
+    "seq",
+    "prev",
+    "issued_at",
+    "signer",
+    "recovery",
+    "controller",
+    "purposes",
+    "data",
+    "legal_basis",
+    "notice",
+    "valid_until",
+    "jurisdiction",
+    "method",
+    "gpc",
+    "new_key",
+    "next_recovery",
+    "signature",
+];
 
 /// The notice, in JSON.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -59,7 +88,11 @@ pub struct EntryJson {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub legal_basis: Option<String>,
     /// Notice (optional).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        deserialize_with = "notice_object"
+    )]
     pub notice: Option<NoticeJson>,
     /// End of validity, ms (grants, optional).
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -218,7 +251,50 @@ impl Serialize for Entry {
 
 impl<'de> Deserialize<'de> for Entry {
     fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
-        let j = EntryJson::deserialize(deserializer)?;
+        let j = deserializer.deserialize_map(ObjectOnly::<EntryJson>(PhantomData))?;
         Entry::try_from(j).map_err(serde::de::Error::custom)
     }
+}
+
+/// Takes a JSON object only. serde's derived struct deserializers also take a sequence (the
+/// members by position, `[1, "grant", …]`), which the JSON form does not allow: an entry and its
+/// notice are objects (docs/PROTOCOL.md section 9).
+struct ObjectOnly<T>(PhantomData<T>);
+
+impl<'de, T: Deserialize<'de>> Visitor<'de> for ObjectOnly<T> {
+    type Value = T;
+
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("a JSON object")
+    }
+
+    fn visit_map<A: MapAccess<'de>>(self, map: A) -> Result<T, A::Error> {
+        T::deserialize(serde::de::value::MapAccessDeserializer::new(map))
+    }
+}
+
+/// The `notice` member: an object, or `null` (absent).
+fn notice_object<'de, D: Deserializer<'de>>(d: D) -> Result<Option<NoticeJson>, D::Error> {
+    struct Notice;
+    impl<'de> Visitor<'de> for Notice {
+        type Value = Option<NoticeJson>;
+
+        fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+            f.write_str("a JSON object or null")
+        }
+
+        fn visit_none<E: serde::de::Error>(self) -> Result<Self::Value, E> {
+            Ok(None)
+        }
+
+        fn visit_unit<E: serde::de::Error>(self) -> Result<Self::Value, E> {
+            Ok(None)
+        }
+
+        fn visit_some<D2: Deserializer<'de>>(self, d: D2) -> Result<Self::Value, D2::Error> {
+            d.deserialize_map(ObjectOnly::<NoticeJson>(PhantomData))
+                .map(Some)
+        }
+    }
+    d.deserialize_option(Notice)
 }

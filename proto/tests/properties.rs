@@ -493,9 +493,48 @@ fn json_form_rejects_unknown_missing_and_misplaced_fields() {
         err.to_string().contains("unknown code dpv:Analytics"),
         "{err}"
     );
-    let mut big = v;
+    let mut big = v.clone();
     big["seq"] = serde_json::json!(1u64 << 53);
     assert!(serde_json::from_value::<Entry>(big).is_err());
+    // An entry and its notice are JSON objects: serde's derived deserializers would also take
+    // the members by position in an array (this took the same entry before the fix).
+    // MEMBERS is the order the writer uses (section 9's table).
+    let written = serde_json::to_string(&e).expect("json");
+    let at: Vec<usize> = proto::json::MEMBERS
+        .iter()
+        .filter_map(|m| written.find(&format!("\"{m}\":")))
+        .collect();
+    assert!(
+        at.len() >= 17 && at.windows(2).all(|w| w[0] < w[1]),
+        "{written}"
+    );
+    let positional: Vec<serde_json::Value> = proto::json::MEMBERS
+        .iter()
+        .map(|k| v.get(*k).cloned().unwrap_or(serde_json::Value::Null))
+        .collect();
+    let text = serde_json::to_string(&positional).expect("json");
+    let err = serde_json::from_str::<Entry>(&text).expect_err("an array is not an entry");
+    assert!(err.to_string().contains("a JSON object"), "{err}");
+    let mut notice_array = v.clone();
+    let n = &v["notice"];
+    notice_array["notice"] = serde_json::json!([n["url"], n["sha256"], n["version"]]);
+    let text = serde_json::to_string(&notice_array).expect("json");
+    let err = serde_json::from_str::<Entry>(&text).expect_err("an array is not a notice");
+    assert!(err.to_string().contains("a JSON object"), "{err}");
+    // null for the whole notice is absent; null inside it is refused.
+    let mut null_notice = v.clone();
+    null_notice["notice"] = serde_json::Value::Null;
+    let parsed = serde_json::from_str::<Entry>(&null_notice.to_string()).expect("null is absent");
+    assert!(matches!(&parsed.content.body, Body::Grant(k) if k.notice.is_none()));
+    let mut null_inside = v.clone();
+    null_inside["notice"]["version"] = serde_json::Value::Null;
+    assert!(serde_json::from_str::<Entry>(&null_inside.to_string()).is_err());
+    // The entry itself still parses, from text and from a value.
+    assert_eq!(
+        serde_json::from_str::<Entry>(&v.to_string()).expect("parses"),
+        e
+    );
+    assert_eq!(serde_json::from_value::<Entry>(v).expect("parses"), e);
 }
 
 #[test]

@@ -12,7 +12,8 @@ mod common;
 
 use common::*;
 use proto::chain::{key_history, ForkProof};
-use proto::entry::{Body, Entry, HASH_DOMAIN, RECOVERY_DOMAIN, SIGNATURE_DOMAIN};
+use proto::entry::{Body, Content, Entry, HASH_DOMAIN, RECOVERY_DOMAIN, SIGNATURE_DOMAIN};
+use proto::keys::{Hash, Signature};
 use proto::state::ConsentState;
 use serde_json::{json, Value};
 
@@ -95,6 +96,124 @@ fn build() -> Value {
     let f2b = side.grant(brand_b, &["dpv:ServicePersonalisation"]);
     let fork = ForkProof::new(f2a, f2b, key_history(std::slice::from_ref(&f1), 2)).expect("fork");
 
+    // Chain 4: an earlier open-ended grant, then a grant of the same purpose that expires (section
+    // 12.3: the later grant decides, also once it has expired).
+    let mut c4 = ChainBuilder::new(0x31, 0x32);
+    c4.grant(brand_a, &["dpv:Marketing"]);
+    let mut g4 = consent(brand_a, &["dpv:Marketing"]);
+    g4.valid_until = Some(c4.time + 86_400_000);
+    c4.push(Body::Grant(g4));
+    let t4 = c4.time;
+
+    // Invalid chains, one per chain rule of section 10.3 not covered above. Each bad entry is
+    // well formed and validly signed by the key that signs it.
+    let next_of_e1 = |f: &dyn Fn(&mut Content)| {
+        let mut b = ChainBuilder::new(0x01, 0x02);
+        b.entries = vec![e1.clone()];
+        b.time = T0 + 60_000;
+        let mut c = b.content(Body::Withdraw(consent(brand_a, &["dpv:DirectMarketing"])));
+        f(&mut c);
+        c.sign(&key(0x01)).expect("well formed")
+    };
+    let bad_prev = next_of_e1(&|c| c.prev = Hash::from_bytes([7; 32]));
+    let time_back = next_of_e1(&|c| c.issued_at = T0 - 1);
+    let mut bad_sig = e2.clone();
+    let mut sig = *e2.signature.as_bytes();
+    sig[40] ^= 0x01;
+    bad_sig.signature = Signature::from_bytes(sig);
+    let rotate_by_signing_key = {
+        let mut b = ChainBuilder::new(0x11, 0x12);
+        b.entries = vec![c2.entries[0].clone()];
+        b.time = T0 + 60_000;
+        let c = b.content(Body::Rotate(proto::entry::Rotation {
+            new_key: key(0x13).public_key(),
+            next_recovery: proto::entry::recovery_commitment(&key(0x14).public_key()),
+        }));
+        c.sign(&key(0x11)).expect("well formed")
+    };
+
+    // Fork proofs: the canonical one above, more valid ones, and one per failing rule of section
+    // 11 (built with a plain encoder of section 11.2, which neither orders nor checks).
+    let fork_bytes = |a: &Entry, b: &Entry, history: &[&Entry]| {
+        let mut out = vec![1u8];
+        for e in [a, b] {
+            let bytes = e.to_bytes();
+            out.extend_from_slice(&u16::try_from(bytes.len()).expect("short").to_be_bytes());
+            out.extend_from_slice(&bytes);
+        }
+        out.push(u8::try_from(history.len()).expect("few"));
+        for e in history {
+            let bytes = e.to_bytes();
+            out.extend_from_slice(&u16::try_from(bytes.len()).expect("short").to_be_bytes());
+            out.extend_from_slice(&bytes);
+        }
+        out
+    };
+    let ordered = |x: &Entry, y: &Entry| {
+        if x.hash() < y.hash() {
+            (x.clone(), y.clone())
+        } else {
+            (y.clone(), x.clone())
+        }
+    };
+    let (fa, fb) = ordered(&fork.a, &fork.b);
+    // Seq 1: two different first entries, both signed by the subject key.
+    let mut other_first = ChainBuilder::new(0x21, 0x22);
+    let g1 = other_first.grant(brand_a, &["dpv:Marketing"]);
+    let (s1a, s1b) = ordered(&f1, &g1);
+    // After a rotation: two entries at seq 3, both signed by the new key 13.
+    let mut alt = ChainBuilder::new(0x11, 0x12);
+    alt.entries = c2.entries[..2].to_vec();
+    alt.signing = key(0x13);
+    alt.recovery = key(0x14);
+    alt.time = c2.time - 60_000;
+    let r3_alt = alt.grant(brand_a, &["dpv:Advertising"]);
+    let (ra, rb) = ordered(&c2.entries[2], &r3_alt);
+    // Seq 2 of chain 3, the other side signed by a key that may not sign there.
+    let mut stranger = ChainBuilder::new(0x21, 0x22);
+    stranger.entries = vec![f1.clone()];
+    stranger.signing = key(0x99);
+    stranger.time = c3.time;
+    let f2_stranger = stranger.grant(brand_b, &["dpv:Marketing"]);
+    let (xa, xb) = ordered(&fork.a, &f2_stranger);
+    let (da, db) = ordered(&fork.a, &e2);
+    let mut trailing_fork = fork.to_bytes();
+    trailing_fork.push(0);
+    let forks: Vec<Value> = [
+        ("fork-at-seq-2", fork.to_bytes()),
+        ("fork-at-seq-1", fork_bytes(&s1a, &s1b, &[])),
+        (
+            "fork-after-rotation",
+            fork_bytes(&ra, &rb, &[&c2.entries[0], &c2.entries[1]]),
+        ),
+        ("fork-sides-swapped", fork_bytes(&fb, &fa, &[&f1])),
+        ("fork-same-entry-twice", fork_bytes(&fa, &fa, &[&f1])),
+        ("fork-without-key-history", fork_bytes(&fa, &fb, &[])),
+        (
+            "fork-key-history-of-another-subject",
+            fork_bytes(&fa, &fb, &[&e1]),
+        ),
+        (
+            "fork-history-missing-the-rotation",
+            fork_bytes(&ra, &rb, &[&c2.entries[0]]),
+        ),
+        ("fork-different-subjects", fork_bytes(&da, &db, &[&f1])),
+        (
+            "fork-side-signed-by-another-key",
+            fork_bytes(&xa, &xb, &[&f1]),
+        ),
+        ("fork-trailing-byte", trailing_fork),
+    ]
+    .into_iter()
+    .map(|(name, b)| {
+        json!({
+            "name": name,
+            "encoding": hex::encode(&b),
+            "valid": ForkProof::from_bytes(&b).is_ok(),
+        })
+    })
+    .collect();
+
     let mut reordered = c1.entries.clone();
     reordered.swap(1, 2);
 
@@ -110,18 +229,202 @@ fn build() -> Value {
     proto::encoding::encode_content(&unsorted_purposes.content, &mut unsorted_bytes);
     unsorted_bytes.extend_from_slice(unsorted_purposes.signature.as_bytes());
 
+    // One byte string per decoder step and form rule (sections 6.1 to 6.3). The form-rule cases
+    // are built with the raw encoder (no form checks) and carry `e1`'s signature: every one of
+    // them fails before any signature is looked at.
+    let raw = |c: &Content| {
+        let mut b = Vec::new();
+        proto::encoding::encode_content(c, &mut b);
+        b.extend_from_slice(e1.signature.as_bytes());
+        b
+    };
+    let with_consent = |e: &Entry, f: &dyn Fn(&mut proto::entry::Consent)| {
+        let mut c = e.content.clone();
+        match &mut c.body {
+            Body::Grant(k) | Body::Withdraw(k) | Body::Refuse(k) => f(k),
+            Body::Rotate(_) => unreachable!("consent entries only"),
+        }
+        raw(&c)
+    };
+    let patched = |e: &Entry, f: &dyn Fn(&mut Vec<u8>)| {
+        let mut b = e.to_bytes();
+        f(&mut b);
+        b
+    };
+    let with_content = |e: &Entry, f: &dyn Fn(&mut Content)| {
+        let mut c = e.content.clone();
+        f(&mut c);
+        raw(&c)
+    };
+    // e1 (seq 1, every optional field) ends in: jurisdiction tag 01, length 02, "EU", method, gpc,
+    // signature; e2 (seq 2, no options) has its body at B = 115: controller, then the purposes
+    // count at 147 and the first purpose's length at 148.
+    let n1 = e1.to_bytes().len();
+    assert_eq!(&e1.to_bytes()[n1 - 70..n1 - 66], &[1, 2, b'E', b'U']);
+    let n2 = e2.to_bytes().len();
+    assert_eq!(e2.to_bytes()[147], 1, "withdraw-narrower names one purpose");
+    let max_u53 = (1u64 << 53) - 1;
+
     let invalid: Vec<Value> = [
-        ("trailing-byte", trailing),
-        ("unknown-version", bad_version),
-        ("unsorted-purposes", unsorted_bytes),
-        ("truncated", e3.to_bytes()[..100].to_vec()),
+        ("trailing-byte", "6.1 step 7", trailing),
+        ("unknown-version", "6.1 step 3", bad_version),
+        ("unsorted-purposes", "6.2 rule 7", unsorted_bytes),
+        ("truncated", "6.1 step 2", e3.to_bytes()[..100].to_vec()),
+        (
+            "longer-than-4096",
+            "6.1 step 1",
+            patched(&e2, &|b| b.resize(4097, 0)),
+        ),
+        ("unknown-kind", "6.1 step 4", patched(&e2, &|b| b[1] = 5)),
+        (
+            "recovery-tag-02",
+            "6.1 step 5",
+            patched(&e1, &|b| b[114] = 2),
+        ),
+        (
+            "purposes-count-17",
+            "6.1 step 6",
+            patched(&e2, &|b| b[147] = 17),
+        ),
+        (
+            "code-length-65",
+            "6.1 step 6",
+            patched(&e2, &|b| b[148] = 65),
+        ),
+        (
+            "jurisdiction-not-utf8",
+            "6.1 step 6",
+            patched(&e1, &|b| {
+                b[n1 - 68] = 0xff;
+                b[n1 - 67] = 0xfe;
+            }),
+        ),
+        (
+            "unknown-method",
+            "6.1 step 6",
+            patched(&e2, &|b| b[n2 - 66] = 6),
+        ),
+        (
+            "unknown-gpc",
+            "6.1 step 6",
+            patched(&e2, &|b| b[n2 - 65] = 3),
+        ),
+        ("seq-zero", "6.2 rule 1", with_content(&e2, &|c| c.seq = 0)),
+        (
+            "seq-above-max-u53",
+            "6.2 rule 1",
+            with_content(&e2, &|c| c.seq = max_u53 + 1),
+        ),
+        (
+            "issued-at-above-max-u53",
+            "6.2 rule 2",
+            with_content(&e2, &|c| c.issued_at = max_u53 + 1),
+        ),
+        (
+            "prev-zero-at-seq-2",
+            "6.2 rule 3",
+            with_content(&e2, &|c| c.prev = Hash::ZERO),
+        ),
+        (
+            "prev-set-at-seq-1",
+            "6.2 rule 3",
+            with_content(&e1, &|c| c.prev = e2.hash()),
+        ),
+        (
+            "recovery-missing-at-seq-1",
+            "6.2 rule 4",
+            with_content(&e1, &|c| c.recovery = None),
+        ),
+        (
+            "recovery-at-seq-2",
+            "6.2 rule 4",
+            with_content(&e2, &|c| c.recovery = e1.content.recovery),
+        ),
+        (
+            "rotate-at-seq-1",
+            "6.2 rule 5",
+            with_content(&e1, &|c| c.body = r2.content.body.clone()),
+        ),
+        (
+            "grant-without-purposes",
+            "6.2 rule 6",
+            with_consent(&e1, &|k| k.purposes.clear()),
+        ),
+        (
+            "purpose-not-in-vocabulary",
+            "6.2 rule 7",
+            with_consent(&e2, &|k| k.purposes = vec!["dpv:Purpose".into()]),
+        ),
+        (
+            "data-category-as-purpose",
+            "6.2 rule 7",
+            with_consent(&e2, &|k| k.purposes = vec!["pd:EmailAddress".into()]),
+        ),
+        (
+            "duplicate-purposes",
+            "6.2 rule 7",
+            with_consent(&e2, &|k| {
+                k.purposes = vec!["dpv:Marketing".into(), "dpv:Marketing".into()]
+            }),
+        ),
+        (
+            "code-bad-character",
+            "6.3",
+            with_consent(&e2, &|k| k.purposes = vec!["dpv:Direct-Marketing".into()]),
+        ),
+        (
+            "purpose-as-data-category",
+            "6.2 rule 8",
+            with_consent(&e2, &|k| k.data = vec!["dpv:Marketing".into()]),
+        ),
+        (
+            "purpose-as-legal-basis",
+            "6.2 rule 9",
+            with_consent(&e2, &|k| k.legal_basis = "dpv:Marketing".into()),
+        ),
+        (
+            "notice-url-with-space",
+            "6.2 rule 10",
+            with_consent(&e1, &|k| {
+                if let Some(n) = &mut k.notice {
+                    n.url = "https://brand.example/privacy v3".into();
+                }
+            }),
+        ),
+        (
+            "notice-version-empty",
+            "6.2 rule 10",
+            with_consent(&e1, &|k| {
+                if let Some(n) = &mut k.notice {
+                    n.version = String::new();
+                }
+            }),
+        ),
+        (
+            "valid-until-on-withdraw",
+            "6.2 rule 11",
+            with_consent(&e2, &|k| k.valid_until = Some(T0 + 86_400_000)),
+        ),
+        (
+            "valid-until-not-after-issued-at",
+            "6.2 rule 11",
+            with_consent(&e1, &|k| k.valid_until = Some(T0)),
+        ),
+        (
+            "jurisdiction-lower-case",
+            "6.2 rule 12",
+            with_consent(&e1, &|k| k.jurisdiction = Some("eu".into())),
+        ),
     ]
     .into_iter()
-    .map(|(name, b)| {
+    .map(|(name, rule, b)| {
+        let error = Entry::from_bytes(&b).err().map(|e| e.to_string());
+        assert!(error.is_some(), "invalid encoding {name} decodes");
         json!({
             "name": name,
+            "rule": rule,
             "encoding": hex::encode(&b),
-            "error": Entry::from_bytes(&b).err().map(|e| e.to_string()),
+            "error": error,
         })
     })
     .collect();
@@ -136,6 +439,8 @@ fn build() -> Value {
         ("subject-3", 0x21),
         ("brand-a", 0xa1),
         ("brand-b", 0xb2),
+        ("subject-4", 0x31),
+        ("recovery-4", 0x32),
     ]
     .into_iter()
     .map(|(n, l)| {
@@ -187,12 +492,20 @@ fn build() -> Value {
             chain_json("chain-2-retired-key", &[r1, r2, bad], &[]),
             chain_json("chain-1-reordered", &reordered, &[]),
             chain_json("chain-1-gap", &[c1.entries[0].clone(), c1.entries[2].clone()], &[]),
+            chain_json("chain-4-expiring-grant-decides", &c4.entries, &[
+                (0xa1, "dpv:Marketing", t4),
+                (0xa1, "dpv:DirectMarketing", t4),
+                (0xa1, "dpv:Marketing", t4 + 2 * 86_400_000),
+                (0xa1, "dpv:DirectMarketing", t4 + 2 * 86_400_000),
+            ]),
+            chain_json("chain-1-bad-prev", &[e1.clone(), bad_prev], &[]),
+            chain_json("chain-1-time-went-back", &[e1.clone(), time_back], &[]),
+            chain_json("chain-1-bad-signature", &[e1.clone(), bad_sig], &[]),
+            chain_json("chain-1-then-other-subject", &[e1.clone(), c3.entries[1].clone()], &[]),
+            chain_json("chain-2-rotate-by-signing-key", &[c2.entries[0].clone(), rotate_by_signing_key], &[]),
+            chain_json("chain-starts-at-seq-2", std::slice::from_ref(&e2), &[]),
         ],
-        "fork_proofs": [{
-            "name": "fork-at-seq-2",
-            "encoding": hex::encode(fork.to_bytes()),
-            "valid": fork.verify().is_ok(),
-        }],
+        "fork_proofs": forks,
         "invalid_encodings": invalid,
     })
 }

@@ -245,6 +245,16 @@ fn every_bad_input_is_refused_with_its_status_and_code_and_changes_nothing() {
         sign_as(c, &stranger)
     };
     let b3_json = serde_json::to_vec(&b3).expect("entry JSON");
+    // b3's members by position in a JSON array (docs/PROTOCOL.md section 9: an entry is an
+    // object; serde's derived parsers also take this form, and the node once stored it).
+    let b3_positional = {
+        let v = serde_json::to_value(&b3).expect("entry JSON");
+        let members: Vec<Value> = proto::json::MEMBERS
+            .iter()
+            .map(|k| v.get(*k).cloned().unwrap_or(Value::Null))
+            .collect();
+        serde_json::to_vec(&members).expect("JSON")
+    };
 
     let s = b.id();
     let ctl = brand;
@@ -276,6 +286,7 @@ fn every_bad_input_is_refused_with_its_status_and_code_and_changes_nothing() {
         Case::entry("flipped signature byte (JSON)", &flipped_sig_entry),
         Case::entry_bytes("binary body over 4096 bytes", vec![1; 4097], 413, "too_large"),
         Case::entry_json("JSON array instead of an entry", b"[1,2,3]".to_vec()),
+        Case::entry_json("a valid entry's members by position in a JSON array", b3_positional).saying("a JSON object"),
         Case::entry_json("JSON entry with trailing garbage", [b3_json.clone(), b"x".to_vec()].concat()),
         Case::post("JSON body over the 64 KiB entry limit", "/v1/entries", Some("application/json"), vec![b' '; 100_000], 413, "too_large"),
         Case::post("JSON body over the 512 KiB request limit", "/v1/entries", Some("application/json"), over_request_limit.clone(), 413, "too_large"),
