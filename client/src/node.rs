@@ -28,8 +28,10 @@ const MAX_ANSWER: u64 = 16 * 1024 * 1024;
 const MAX_CHAIN: usize = 1_000_000;
 /// Largest export `consent audit` reads (about 6 million entries).
 pub const MAX_EXPORT: u64 = 2 * 1024 * 1024 * 1024;
-/// How long an export download may take.
-pub const EXPORT_TIMEOUT: Duration = Duration::from_secs(3600);
+/// How long an export download may go without receiving a byte (or sending one) before it is
+/// given up as broken off. There is no limit on the whole download: a large ledger takes as long
+/// as it takes, as long as it keeps coming.
+pub const EXPORT_IDLE: Duration = Duration::from_secs(30);
 
 /// A client for one node.
 #[derive(Clone, Debug)]
@@ -303,18 +305,23 @@ impl NodeClient {
     }
 
     /// Starts downloading the node's export (`GET /v1/log/export`, NDJSON) and returns the body
-    /// as it streams in (the caller reads it, and should stop after [`MAX_EXPORT`] bytes). The
-    /// request may take up to [`EXPORT_TIMEOUT`].
+    /// as it streams in (the caller reads it, and should stop after [`MAX_EXPORT`] bytes). A read
+    /// that waits [`EXPORT_IDLE`] for data fails (a node that stalls is reported, not waited on).
     ///
     /// # Errors
     /// [`Error::NodeUnreachable`], [`Error::NodeUnavailable`], [`Error::NodeRefused`].
     pub fn export(&self) -> Result<impl Read + Send> {
-        let resp = self.send(
-            self.agent
-                .get(&format!("{}/v1/log/export", self.url))
-                .timeout(EXPORT_TIMEOUT)
-                .call(),
-        )?;
+        self.export_idle(EXPORT_IDLE)
+    }
+
+    fn export_idle(&self, idle: Duration) -> Result<impl Read + Send> {
+        // Idle timeouts, no overall deadline: ureq lets a request's deadline override them.
+        let agent = ureq::AgentBuilder::new()
+            .timeout_connect(Duration::from_secs(5))
+            .timeout_read(idle)
+            .timeout_write(idle)
+            .build();
+        let resp = self.send(agent.get(&format!("{}/v1/log/export", self.url)).call())?;
         Ok(resp.into_reader())
     }
 }
@@ -359,6 +366,51 @@ pub fn check_record(rec: &EntryRecord) -> Result<Entry> {
 mod tests {
     use super::*;
     use crate::commands::tests::chain;
+
+    /// A server on loopback that answers every connection with `reply`, then holds it open
+    /// without a further byte for a minute.
+    fn stalling_server(reply: &'static [u8]) -> String {
+        use std::io::Write;
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+        let addr = listener.local_addr().expect("addr");
+        std::thread::spawn(move || {
+            for mut c in listener.incoming().flatten() {
+                let _ = c.write_all(reply);
+                std::thread::spawn(move || {
+                    std::thread::sleep(Duration::from_secs(60));
+                    drop(c);
+                });
+            }
+        });
+        format!("http://{addr}")
+    }
+
+    #[test]
+    fn an_export_that_stalls_fails_instead_of_hanging() {
+        let idle = Duration::from_millis(300);
+        // No answer at all.
+        let started = std::time::Instant::now();
+        let silent = NodeClient::new(&stalling_server(b"")).expect("client");
+        let err = silent
+            .export_idle(idle)
+            .err()
+            .expect("no answer is an error");
+        assert!(matches!(err, Error::NodeUnreachable { .. }), "{err:?}");
+        // Headers and a first line, then nothing.
+        let stalled = NodeClient::new(&stalling_server(
+            b"HTTP/1.1 200 OK\r\ncontent-type: application/x-ndjson\r\ntransfer-encoding: chunked\r\n\r\n5\r\n{}\n\r\n",
+        ))
+        .expect("client");
+        let mut body = stalled.export_idle(idle).expect("the headers arrive");
+        let mut text = String::new();
+        let read = body.read_to_string(&mut text);
+        assert!(read.is_err(), "a stalled export must fail, read {text:?}");
+        assert!(
+            started.elapsed() < Duration::from_secs(10),
+            "{:?}",
+            started.elapsed()
+        );
+    }
 
     fn record(e: &Entry) -> EntryRecord {
         EntryRecord {
