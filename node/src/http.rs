@@ -35,6 +35,9 @@ use crate::store::Store;
 
 /// Largest request body (JSON entries are a few KiB; batch checks up to 1,000 questions).
 pub const MAX_BODY: usize = 512 * 1024;
+/// How long a request body may go without a byte arriving before the request is answered 408:
+/// a client that declares a body and does not send it does not hold a connection for ever.
+pub const BODY_IDLE: Duration = Duration::from_secs(30);
 /// Largest JSON body for one entry.
 pub const MAX_ENTRY_JSON: usize = 64 * 1024;
 /// Most questions in one batch check.
@@ -297,6 +300,7 @@ pub fn router(state: AppState) -> Router {
             )
         })
         .layer(DefaultBodyLimit::max(MAX_BODY))
+        .layer(axum::middleware::map_request(body_idle_timeout))
         .layer(axum::middleware::map_response_with_state(
             state.clone(),
             count_errors,
@@ -345,8 +349,59 @@ fn body_rejection(e: BytesRejection) -> ApiError {
             "too_large",
             "request body is too large",
         )
+    } else if timed_out(&e) {
+        body_timeout()
     } else {
         ApiError::bad_request(e.body_text())
+    }
+}
+
+/// A JSON body's rejection: 413 over the limit, 408 when it stopped arriving, else 400.
+fn json_rejection(e: &JsonRejection) -> ApiError {
+    if e.status() == StatusCode::PAYLOAD_TOO_LARGE {
+        ApiError::new(StatusCode::PAYLOAD_TOO_LARGE, "too_large", e.body_text())
+    } else if timed_out(e) {
+        body_timeout()
+    } else {
+        ApiError::bad_request(e.body_text())
+    }
+}
+
+/// Wraps every request body in an idle timeout ([`BODY_IDLE`]).
+async fn body_idle_timeout(req: axum::extract::Request) -> axum::extract::Request {
+    req.map(|b| axum::body::Body::new(tower_http::timeout::TimeoutBody::new(BODY_IDLE, b)))
+}
+
+/// Whether reading the body failed because it stopped arriving ([`body_idle_timeout`]).
+fn timed_out(e: &(dyn std::error::Error + 'static)) -> bool {
+    let mut cur = Some(e);
+    while let Some(err) = cur {
+        if err.is::<tower_http::timeout::TimeoutError>() {
+            return true;
+        }
+        cur = err.source();
+    }
+    false
+}
+
+fn body_timeout() -> ApiError {
+    ApiError::new(
+        StatusCode::REQUEST_TIMEOUT,
+        "timeout",
+        format!(
+            "the request body stopped arriving (nothing for {} s)",
+            BODY_IDLE.as_secs()
+        ),
+    )
+}
+
+/// A JSON request body that must be an object: serde's derived parsers also take an array of the
+/// members by position, which is not the documented form.
+struct Object<T>(T);
+
+impl<'de, T: Deserialize<'de>> Deserialize<'de> for Object<T> {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        proto::json::object(d).map(Object)
     }
 }
 
@@ -634,15 +689,9 @@ async fn durable_answers(st: &AppState, answers: &mut [ApiResult<CheckResponse>]
     responses((status = 200, body = BatchCheckResponse), (status = 400, body = ErrorBody)))]
 async fn check_batch(
     State(st): State<AppState>,
-    body: Result<Json<BatchCheckRequest>, JsonRejection>,
+    body: Result<Json<Object<BatchCheckRequest>>, JsonRejection>,
 ) -> ApiResult<Json<BatchCheckResponse>> {
-    let Json(req) = body.map_err(|e| {
-        if e.status() == StatusCode::PAYLOAD_TOO_LARGE {
-            ApiError::new(StatusCode::PAYLOAD_TOO_LARGE, "too_large", e.body_text())
-        } else {
-            ApiError::bad_request(e.body_text())
-        }
-    })?;
+    let Json(Object(req)) = body.map_err(|e| json_rejection(&e))?;
     if req.questions.len() > MAX_BATCH {
         return Err(ApiError::bad_request(format!(
             "at most {MAX_BATCH} questions per batch; got {}",
@@ -874,10 +923,12 @@ impl From<crate::store::ProofError> for ApiError {
 /// ingest log, signed by the node key under the name `log_origin` of `/v1/node/info`.
 /// `GET /v1/log/checkpoint` parameters.
 #[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 pub struct CheckpointQuery {
     /// `true`: the newest checkpoint that carries at least one witness cosignature (404 when
     /// there is none yet) instead of the checkpoint at the current size.
     #[serde(default)]
+    #[param(required = false)]
     pub cosigned: bool,
 }
 
@@ -1338,9 +1389,9 @@ pub struct DialRequest {
     responses((status = 202, description = "dialling"), (status = 400, body = ErrorBody), (status = 503, body = ErrorBody)))]
 async fn dial_peer(
     State(st): State<AppState>,
-    body: Result<Json<DialRequest>, axum::extract::rejection::JsonRejection>,
+    body: Result<Json<Object<DialRequest>>, JsonRejection>,
 ) -> ApiResult<StatusCode> {
-    let Json(req) = body.map_err(|e| ApiError::bad_request(e.body_text()))?;
+    let Json(Object(req)) = body.map_err(|e| json_rejection(&e))?;
     let addr: libp2p::Multiaddr = req
         .addr
         .parse()

@@ -159,7 +159,8 @@ pub struct Evidence {
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct BatchCheckRequest {
-    /// Up to 1,000 questions.
+    /// Up to 1,000 questions, each a JSON object.
+    #[serde(deserialize_with = "crate::json::objects")]
     pub questions: Vec<CheckQuery>,
 }
 

@@ -251,7 +251,7 @@ impl Serialize for Entry {
 
 impl<'de> Deserialize<'de> for Entry {
     fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
-        let j = deserializer.deserialize_map(ObjectOnly::<EntryJson>(PhantomData))?;
+        let j: EntryJson = object(deserializer)?;
         Entry::try_from(j).map_err(serde::de::Error::custom)
     }
 }
@@ -273,6 +273,29 @@ impl<'de, T: Deserialize<'de>> Visitor<'de> for ObjectOnly<T> {
     }
 }
 
+/// Deserializes `T` from a JSON object only (not from an array of its members by position), for
+/// request bodies whose documented form is an object.
+///
+/// # Errors
+/// The deserializer's error when the input is not an object or `T` does not parse from it.
+pub fn object<'de, D: Deserializer<'de>, T: Deserialize<'de>>(d: D) -> Result<T, D::Error> {
+    d.deserialize_map(ObjectOnly::<T>(PhantomData))
+}
+
+/// Deserializes a list of `T`, each from a JSON object only (see [`object`]).
+///
+/// # Errors
+/// The deserializer's error when the input is not a list of objects that parse as `T`.
+pub fn objects<'de, D: Deserializer<'de>, T: Deserialize<'de>>(d: D) -> Result<Vec<T>, D::Error> {
+    struct Item<T>(T);
+    impl<'de, T: Deserialize<'de>> Deserialize<'de> for Item<T> {
+        fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+            object(d).map(Item)
+        }
+    }
+    Vec::<Item<T>>::deserialize(d).map(|v| v.into_iter().map(|i| i.0).collect())
+}
+
 /// The `notice` member: an object, or `null` (absent).
 fn notice_object<'de, D: Deserializer<'de>>(d: D) -> Result<Option<NoticeJson>, D::Error> {
     struct Notice;
@@ -292,8 +315,7 @@ fn notice_object<'de, D: Deserializer<'de>>(d: D) -> Result<Option<NoticeJson>, 
         }
 
         fn visit_some<D2: Deserializer<'de>>(self, d: D2) -> Result<Self::Value, D2::Error> {
-            d.deserialize_map(ObjectOnly::<NoticeJson>(PhantomData))
-                .map(Some)
+            object(d).map(Some)
         }
     }
     d.deserialize_option(Notice)

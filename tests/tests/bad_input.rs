@@ -333,6 +333,7 @@ fn every_bad_input_is_refused_with_its_status_and_code_and_changes_nothing() {
         // -- batch checks --------------------------------------------------------------------
         Case::post("batch check that is not JSON", "/v1/consent/check", Some("application/json"), b"{questions".to_vec(), 400, "bad_request"),
         Case::post("batch check without questions", "/v1/consent/check", Some("application/json"), b"{}".to_vec(), 400, "bad_request"),
+        Case::post("batch check as a JSON array of its members", "/v1/consent/check", Some("application/json"), b"[[]]".to_vec(), 400, "bad_request").saying("a JSON object"),
         Case::post("batch check with 1001 questions", "/v1/consent/check", Some("application/json"), questions(1001), 400, "bad_request").saying("1000"),
         Case::post("batch check body over the 512 KiB request limit", "/v1/consent/check", Some("application/json"), over_request_limit, 413, "too_large"),
         // -- routing -------------------------------------------------------------------------
@@ -345,6 +346,29 @@ fn every_bad_input_is_refused_with_its_status_and_code_and_changes_nothing() {
         Case::get("peer id path parameter that is not UTF-8", "/v1/peers/%FF/block".into(), 400, "bad_request").method("POST"),
         Case::get("peer id that is not a peer id", "/v1/peers/nope/block".into(), 400, "bad_request").method("DELETE"),
     ];
+
+    // A body that is declared but stops arriving: answered 408 once nothing came for 30 s (the
+    // node's BODY_IDLE), in the background while the cases run.
+    let stalled = {
+        let addr = node.url().trim_start_matches("http://").to_owned();
+        let total = b3_json.len();
+        let partial = b3_json[..total / 2].to_vec();
+        std::thread::spawn(move || -> String {
+            use std::io::{Read, Write};
+            let mut c = std::net::TcpStream::connect(&addr).expect("connect");
+            c.set_read_timeout(Some(std::time::Duration::from_secs(120)))
+                .expect("timeout");
+            let head = format!(
+                "POST /v1/entries HTTP/1.1\r\nHost: {addr}\r\nContent-Type: application/json\r\n\
+                 Content-Length: {total}\r\n\r\n"
+            );
+            c.write_all(head.as_bytes()).expect("head");
+            c.write_all(&partial).expect("half the body");
+            let mut answer = vec![0u8; 1024];
+            let n = c.read(&mut answer).unwrap_or(0);
+            String::from_utf8_lossy(&answer[..n]).into_owned()
+        })
+    };
 
     let mut failures = Vec::new();
     for case in &cases {
@@ -361,6 +385,12 @@ fn every_bad_input_is_refused_with_its_status_and_code_and_changes_nothing() {
         failures.len(),
         cases.len(),
         failures.join("\n")
+    );
+
+    let stalled = stalled.join().expect("the stalled request's thread");
+    assert!(
+        stalled.starts_with("HTTP/1.1 408") && stalled.contains(r#""error":"timeout""#),
+        "a body that stops arriving: {stalled:?}"
     );
 
     // Nothing changed: same counters, same log, same chains; no refused entry is retrievable.
