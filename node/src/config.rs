@@ -59,11 +59,18 @@ pub struct FileConfig {
     /// checks that would allow answer deny with status `stale`. Needs replication. Absent: off.
     pub max_staleness_secs: Option<u64>,
     /// Test-only adversary behaviour: `SUBJECT:SEQ` hides that subject's entries from that seq on
-    /// from this node's peers (see `p2p::sync::Withhold`). Never set it on a real node.
+    /// from this node's peers (see `p2p::sync::Withhold`). Set only by the hidden flag
+    /// `--adversary-withhold`, and only with [`ADVERSARY_ENV`] set: never from a config file.
+    #[serde(skip)]
     pub adversary_withhold: Option<String>,
     /// With `adversary_withhold`: hide them from the served log too.
+    #[serde(skip)]
     pub adversary_withhold_log: Option<bool>,
 }
+
+/// The environment variable that must be `1` for the test-only adversary flags to be taken: a
+/// real node cannot be switched into hiding entries by a stray flag.
+pub const ADVERSARY_ENV: &str = "CONSENT_TEST_ADVERSARY";
 
 /// The resolved configuration.
 #[derive(Clone, Debug)]
@@ -113,6 +120,12 @@ impl FileConfig {
     /// When an address does not parse.
     pub fn resolve(self) -> anyhow::Result<Config> {
         let defaults = PendingLimits::default();
+        if self.adversary_withhold.is_some() && std::env::var(ADVERSARY_ENV).as_deref() != Ok("1") {
+            anyhow::bail!(
+                "--adversary-withhold is a test-only switch that makes this node hide entries from \
+                 its peers; it is refused unless {ADVERSARY_ENV}=1"
+            );
+        }
         if self.max_staleness_secs.is_some() && self.replicate == Some(false) {
             anyhow::bail!(
                 "max_staleness_secs needs replication: a node without p2p never syncs, so its view would always be stale"

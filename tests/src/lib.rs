@@ -423,6 +423,15 @@ impl TestNode {
             .args(&self.args)
             .env("RUST_LOG", "info,node=debug")
             .env_remove("CONSENT_DATA_DIR")
+            // The test-only adversary flags are taken only with this set (node::config).
+            .env(
+                "CONSENT_TEST_ADVERSARY",
+                if self.args.iter().any(|a| a.starts_with("--adversary")) {
+                    "1"
+                } else {
+                    "0"
+                },
+            )
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::from(log))
