@@ -1179,11 +1179,11 @@ async fn events(
     let controller = parse_key("controller", &q.controller)?;
     let last_id = headers
         .get("last-event-id")
-        .and_then(|v| v.to_str().ok())
-        .map(|s| {
-            s.trim()
-                .parse::<u64>()
-                .map_err(|_| ApiError::bad_request("Last-Event-ID: not a log index"))
+        .map(|v| {
+            v.to_str()
+                .ok()
+                .and_then(|s| s.trim().parse::<u64>().ok())
+                .ok_or_else(|| ApiError::bad_request("Last-Event-ID: not a log index"))
         })
         .transpose()?;
     // The first log index to replay; with none of these, only new events.

@@ -387,6 +387,28 @@ fn every_bad_input_is_refused_with_its_status_and_code_and_changes_nothing() {
         failures.join("\n")
     );
 
+    // A Last-Event-ID that is not ASCII (HTTP clients refuse to send one; raw bytes do).
+    {
+        use std::io::{Read, Write};
+        let addr = node.url().trim_start_matches("http://").to_owned();
+        let mut c = std::net::TcpStream::connect(&addr).expect("connect");
+        c.set_read_timeout(Some(std::time::Duration::from_secs(10)))
+            .expect("timeout");
+        let mut req = format!(
+            "GET {} HTTP/1.1\r\nHost: {addr}\r\nLast-Event-ID: ",
+            events(&ctl)
+        )
+        .into_bytes();
+        req.extend_from_slice(b"\xe9\x31\r\n\r\n");
+        c.write_all(&req).expect("request");
+        let mut answer = vec![0u8; 1024];
+        let n = c.read(&mut answer).unwrap_or(0);
+        let answer = String::from_utf8_lossy(&answer[..n]);
+        assert!(
+            answer.starts_with("HTTP/1.1 400") && answer.contains("Last-Event-ID"),
+            "events with a Last-Event-ID that is not ASCII: {answer:?}"
+        );
+    }
     let stalled = stalled.join().expect("the stalled request's thread");
     assert!(
         stalled.starts_with("HTTP/1.1 408") && stalled.contains(r#""error":"timeout""#),
