@@ -181,6 +181,15 @@ impl Witness {
     /// `Err(Err(..))`.
     pub fn add_checkpoint(&self, body: &[u8]) -> Result<String, Result<WitnessError, StoreError>> {
         let req = AddCheckpoint::parse(body).map_err(Ok)?;
+        // A witness does not cosign its own log: that would add a signature but no assurance.
+        let own = format!(
+            "{}{}",
+            proto::witness::NODE_ORIGIN_PREFIX,
+            self.key.public_key()
+        );
+        if req.checkpoint.lines().next() == Some(own.as_str()) {
+            return Err(Ok(WitnessError::OwnLog));
+        }
         let _guard = self.lock.lock().unwrap_or_else(|p| p.into_inner());
         let mut held_note: Option<String> = None;
         let mut held: Option<Held> = None;

@@ -41,6 +41,9 @@ pub enum WitnessError {
     /// The origin is not a log this witness knows (404).
     #[error("unknown log origin")]
     UnknownOrigin,
+    /// The origin is the witness's own log, which it does not cosign (404).
+    #[error("a witness does not cosign its own log")]
+    OwnLog,
     /// No signature by the log's key verifies (403).
     #[error("checkpoint signature: {0}")]
     Forbidden(String),
@@ -61,7 +64,7 @@ impl WitnessError {
     pub fn status(&self) -> u16 {
         match self {
             WitnessError::BadRequest(_) => 400,
-            WitnessError::UnknownOrigin => 404,
+            WitnessError::UnknownOrigin | WitnessError::OwnLog => 404,
             WitnessError::Forbidden(_) => 403,
             WitnessError::SizeConflict(_) | WitnessError::RootConflict => 409,
             WitnessError::BadProof => 422,

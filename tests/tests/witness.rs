@@ -178,7 +178,13 @@ fn add_checkpoint_refuses_bad_requests_with_the_c2sp_status_and_keeps_its_state(
     };
     let mut forged = other_key.checkpoint(6, 1);
     forged = forged.replace(&other_key.origin(), &origin);
+    // Its own log's checkpoint, as a first contact: a witness does not cosign itself.
+    let own = format!(
+        "old 0\n\n{}",
+        n.get("/v1/log/checkpoint").expect_status(200).body
+    );
     let cases: Vec<(&str, Vec<u8>, u16)> = vec![
+        ("the witness's own log", own.into_bytes(), 404),
         ("not a body", b"hello".to_vec(), 400),
         ("not UTF-8", vec![0xff, 0xfe, b'\n', b'\n'], 400),
         (
