@@ -154,9 +154,13 @@ fn main() {
                 println!("store intact: {n} entries verified");
                 0
             }
-            Err(e) => {
+            Err(CheckFailure::Damaged(e)) => {
                 eprintln!("consent-node: store check failed: {e:#}");
                 1
+            }
+            Err(CheckFailure::Cannot(e)) => {
+                eprintln!("consent-node: cannot check the store: {e:#}");
+                2
             }
         },
     };
@@ -291,24 +295,53 @@ fn unreadable_message(e: &node::store::StoreError) -> String {
     )
 }
 
-fn check(data_dir: Option<PathBuf>, rebuild: bool) -> anyhow::Result<u64> {
+/// Why `consent-node check` did not find the store intact.
+enum CheckFailure {
+    /// The store is damaged (exit 1).
+    Damaged(anyhow::Error),
+    /// The store could not be checked: none there, in use by a running node, another format,
+    /// an I/O error (exit 2).
+    Cannot(anyhow::Error),
+}
+
+fn check(data_dir: Option<PathBuf>, rebuild: bool) -> Result<u64, CheckFailure> {
     let dir = data_dir
         .unwrap_or_else(node::config::default_data_dir)
         .join("store");
     if !dir.exists() {
-        anyhow::bail!("no store at {}", dir.display());
+        return Err(CheckFailure::Cannot(anyhow::anyhow!(
+            "no store at {}",
+            dir.display()
+        )));
     }
     let store = match node::store::SledStore::open(&dir) {
         Ok(s) => s,
         Err(e) if node::store::is_sled_corruption(&e) => {
-            anyhow::bail!("{}", unreadable_message(&e))
+            return Err(CheckFailure::Damaged(anyhow::anyhow!(
+                "{}",
+                unreadable_message(&e)
+            )))
         }
-        Err(e) => return Err(e).with_context(|| format!("opening the store in {}", dir.display())),
+        Err(e @ node::store::StoreError::Corrupt { .. }) => {
+            return Err(CheckFailure::Damaged(
+                anyhow::Error::from(e).context(format!("opening the store in {}", dir.display())),
+            ))
+        }
+        Err(e) => {
+            return Err(CheckFailure::Cannot(
+                anyhow::Error::from(e).context(format!("opening the store in {}", dir.display())),
+            ))
+        }
     };
+    check_open(&store, rebuild).map_err(CheckFailure::Damaged)
+}
+
+/// The checks of an opened store; any failure is damage.
+fn check_open(store: &node::store::SledStore, rebuild: bool) -> anyhow::Result<u64> {
     let lost = store.lost_entries();
     if let Some(first) = lost.first() {
         let subjects: std::collections::BTreeSet<_> = lost.iter().map(|r| r.subject).collect();
-        let from = node::store::Store::log_size(&store);
+        let from = node::store::Store::log_size(store);
         let names: Vec<String> = subjects.iter().take(5).map(|s| s.to_string()).collect();
         anyhow::bail!(
             "the store lost {} entries at log positions {from}..{} (of {} subjects: {}{}), \
@@ -336,6 +369,6 @@ fn check(data_dir: Option<PathBuf>, rebuild: bool) -> anyhow::Result<u64> {
             .map_err(unreadable)
             .context("rebuilding the derived indexes")?;
     }
-    node::store::scan_readable(&store).map_err(unreadable)?;
+    node::store::scan_readable(store).map_err(unreadable)?;
     store.verify_all().map_err(unreadable)
 }

@@ -112,6 +112,26 @@ fn graceful_restart_keeps_every_entry_every_answer_and_the_node_key() {
         (8, 3, 1, 1)
     );
 
+    // A store that cannot be checked (in use by the running node; none there) exits 2, not 1:
+    // a script can tell it from a damaged store.
+    for (what, dir) in [
+        ("in use", node.data_dir().to_path_buf()),
+        ("missing", node.data_dir().join("nothing-here")),
+    ] {
+        let out = store_check(&dir, &[]);
+        assert_eq!(
+            out.status.code(),
+            Some(2),
+            "consent-node check on a store {what}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        assert!(
+            String::from_utf8_lossy(&out.stderr).contains("cannot check the store"),
+            "{what}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+
     let status = node.terminate();
     assert!(status.success(), "exit status after SIGTERM: {status}");
     assert!(
@@ -202,8 +222,8 @@ fn store_check_passes_an_intact_store_with_or_without_rebuild_and_fails_without_
     let out = store_check(empty.path(), &[]);
     assert_eq!(
         out.status.code(),
-        Some(1),
-        "check without a store must exit 1"
+        Some(2),
+        "check without a store must exit 2 (cannot check), not 1 (damaged)"
     );
     assert!(
         String::from_utf8_lossy(&out.stderr).contains("no store"),
