@@ -14,8 +14,12 @@ pub fn now_ms() -> u64 {
 }
 
 fn to_ms(t: OffsetDateTime) -> Result<u64> {
-    u64::try_from(t.unix_timestamp_nanos() / 1_000_000)
-        .map_err(|_| Error::Usage(format!("{t} is before 1970")))
+    u64::try_from(t.unix_timestamp_nanos() / 1_000_000).map_err(|_| {
+        let shown = t.format(&Rfc3339).unwrap_or_else(|_| t.to_string());
+        Error::Usage(format!(
+            "{shown} is before 1970-01-01T00:00:00Z, the earliest time an entry can carry"
+        ))
+    })
 }
 
 fn from_ms(ms: u64) -> Option<OffsetDateTime> {

@@ -27,12 +27,14 @@ pub enum Error {
     #[error("{0}")]
     Usage(String),
     /// A file or directory operation failed.
-    #[error("{context}: {source}")]
+    // The OS error is in the message and deliberately not a `source`: reports print the error
+    // chain, which would repeat it.
+    #[error("{context}: {error}")]
     Io {
         /// What was being done, naming the path.
         context: String,
         /// The OS error.
-        source: std::io::Error,
+        error: std::io::Error,
     },
     /// A local file exists but cannot be parsed.
     #[error("{path}: {message}")]
@@ -167,7 +169,7 @@ impl Error {
     pub fn io(context: impl Into<String>, source: std::io::Error) -> Self {
         Error::Io {
             context: context.into(),
-            source,
+            error: source,
         }
     }
 }

@@ -67,7 +67,16 @@ impl Entropy {
     /// # Errors
     /// [`KeyError::Phrase`].
     pub fn from_phrase(phrase: &str) -> Result<Self, KeyError> {
-        let normalized = phrase.split_whitespace().collect::<Vec<_>>().join(" ");
+        let words: Vec<&str> = phrase.split_whitespace().collect();
+        // The word count first: bip39's own message lists the counts it can parse (12 to 24),
+        // but only 24 words hold this key's 32 bytes.
+        if words.len() != 24 {
+            return Err(KeyError::Phrase(format!(
+                "expected 24 words, got {}",
+                words.len()
+            )));
+        }
+        let normalized = words.join(" ");
         let m = bip39::Mnemonic::parse_in(bip39::Language::English, &normalized)
             .map_err(|e| KeyError::Phrase(e.to_string()))?;
         let mut ent = m.to_entropy();

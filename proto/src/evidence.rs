@@ -114,12 +114,25 @@ pub fn verify_decision(
     } && decision.seq == record.seq
         && decision.hash == record.hash;
     if !same {
+        let seq = |s: Option<u64>| s.map_or_else(|| "none".to_owned(), |s| s.to_string());
+        let hash =
+            |h: Option<crate::keys::Hash>| h.map_or_else(|| "none".to_owned(), |h| h.to_string());
+        let verdict = |v: Verdict| match v {
+            Verdict::Allow => "allow",
+            Verdict::Deny => "deny",
+            Verdict::Unknown => "unknown",
+        };
         return Err(EvidenceError::Decision(format!(
-            "the chain gives {} (seq {:?}), the record says {} (seq {:?})",
+            "the chain gives {} {} (deciding seq {}, hash {}); the record says {} {} (seq {}, \
+             hash {})",
+            verdict(Verdict::from_status(decision.status)),
             decision.status.dpv(),
-            decision.seq,
+            seq(decision.seq),
+            hash(decision.hash),
+            verdict(record.decision),
             record.status,
-            record.seq
+            seq(record.seq),
+            hash(record.hash),
         )));
     }
     Ok(cp)

@@ -92,6 +92,13 @@ pub fn run(ctx: &Ctx, q: &Question<'_>) -> Result<Report> {
     let mut text = format!("{word}: {} for {purpose}", r.status);
     match (r.seq, r.hash) {
         (Some(seq), Some(hash)) => text.push_str(&format!(" (decided by seq {seq}, entry {hash})")),
+        _ if r.status == "forked" => text.push_str(
+            " (the subject's chain is forked: two entries at one position, so no entry decides; \
+             see GET /v1/subjects/SUBJECT/fork)",
+        ),
+        _ if r.status == proto::state::STALE_STATUS => {
+            text.push_str(" (the node has not synced with a peer within its freshness bound)");
+        }
         _ => text.push_str(" (no entry of the subject decides this controller and purpose)"),
     }
     if let Some(v) = r.valid_until {

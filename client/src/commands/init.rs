@@ -49,7 +49,7 @@ fn already_exists(path: &std::path::Path) -> Error {
 
 fn map_exists(path: &std::path::Path) -> impl FnOnce(Error) -> Error + '_ {
     move |e| match e {
-        Error::Io { source, .. } if source.kind() == std::io::ErrorKind::AlreadyExists => {
+        Error::Io { error, .. } if error.kind() == std::io::ErrorKind::AlreadyExists => {
             already_exists(path)
         }
         other => other,

@@ -151,8 +151,8 @@ pub fn trusted_key(arg: &str) -> Result<Verifier> {
     let path = std::path::Path::new(arg);
     if !path.is_file() {
         return Err(Error::Usage(format!(
-            "--vkey {arg:?} is neither a checkpoint key ({err}; expected name+id+key, the \
-             `log_vkey` of GET /v1/node/info) nor a file holding one"
+            "--vkey {arg:?} is neither a checkpoint key ({err}; the `log_vkey` of GET \
+             /v1/node/info) nor a file holding one"
         )));
     }
     let text = std::fs::read_to_string(path)
@@ -169,7 +169,7 @@ pub fn trusted_key(arg: &str) -> Result<Verifier> {
 /// [`Error::Usage`] when `path` exists; [`Error::Io`].
 pub fn write_new_file(path: &std::path::Path, bytes: &[u8]) -> Result<()> {
     crate::home::write_new(path, bytes).map_err(|e| match e {
-        Error::Io { source, .. } if source.kind() == std::io::ErrorKind::AlreadyExists => {
+        Error::Io { error, .. } if error.kind() == std::io::ErrorKind::AlreadyExists => {
             Error::Usage(format!(
                 "{} exists; refusing to overwrite it",
                 path.display()

@@ -112,6 +112,9 @@ pub fn run(ctx: &Ctx, file: &Path, vkey: Option<&str>) -> Result<Report> {
         .unwrap_or_default();
     let decided = match (record.seq, record.hash) {
         (Some(seq), Some(hash)) => format!("seq {seq}, entry {hash}"),
+        _ if record.status == "forked" => {
+            "none: the subject's chain is forked (two entries at one position)".to_owned()
+        }
         _ => "no entry of the subject decides this controller and purpose".to_owned(),
     };
     let chain = match head_index {
