@@ -215,6 +215,8 @@ pub enum Command {
         file: PathBuf,
     },
     /// Controller aliases, so `--controller acme` works.
+    ///
+    /// Example: consent controllers add acme 3b6a27bcceb6a42d62a3a8d02a6f0d73653215771de243a63ac048a18b59da29
     #[command(subcommand)]
     Controllers(ControllersCommand),
     /// Print a shell completion script.
@@ -249,8 +251,12 @@ pub enum ControllersCommand {
         controller_key: String,
     },
     /// List the aliases and the subject id used for each.
+    ///
+    /// Example: consent --json controllers list
     List,
     /// Forget an alias (the chains are not touched).
+    ///
+    /// Example: consent controllers remove acme
     Remove {
         /// The alias.
         name: String,
