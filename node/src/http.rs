@@ -22,6 +22,7 @@ use proto::api::{
 };
 use proto::chain::ForkProof;
 use proto::entry::{Entry, MAX_ENTRY_BYTES};
+use proto::json::Object;
 use proto::keys::{Hash, PublicKey};
 use proto::state::Status;
 use serde::{Deserialize, Serialize};
@@ -343,66 +344,48 @@ async fn blocking<T: Send + 'static>(f: impl FnOnce() -> T + Send + 'static) -> 
 
 /// The error for a request body that could not be read: 413 when over the limit, else 400.
 fn body_rejection(e: BytesRejection) -> ApiError {
-    if e.status() == StatusCode::PAYLOAD_TOO_LARGE {
-        ApiError::new(
-            StatusCode::PAYLOAD_TOO_LARGE,
-            "too_large",
-            "request body is too large",
-        )
-    } else if timed_out(&e) {
-        body_timeout()
+    // The documented message for a raw body over the limit (API.md, size limits).
+    let text = if e.status() == StatusCode::PAYLOAD_TOO_LARGE {
+        "request body is too large".to_owned()
     } else {
-        ApiError::bad_request(e.body_text())
-    }
+        e.body_text()
+    };
+    rejection(e.status(), text, &e)
 }
 
-/// A JSON body's rejection: 413 over the limit, 408 when it stopped arriving, else 400.
-fn json_rejection(e: &JsonRejection) -> ApiError {
-    if e.status() == StatusCode::PAYLOAD_TOO_LARGE {
-        ApiError::new(StatusCode::PAYLOAD_TOO_LARGE, "too_large", e.body_text())
-    } else if timed_out(e) {
-        body_timeout()
-    } else {
-        ApiError::bad_request(e.body_text())
-    }
+fn json_rejection(e: JsonRejection) -> ApiError {
+    rejection(e.status(), e.body_text(), &e)
 }
 
-/// Wraps every request body in an idle timeout ([`BODY_IDLE`]).
+/// A request body's rejection (axum's `status` and `text`): 413 over the limit, 408 when it
+/// stopped arriving ([`body_idle_timeout`]), else 400.
+fn rejection(status: StatusCode, text: String, e: &(dyn std::error::Error + 'static)) -> ApiError {
+    if status == StatusCode::PAYLOAD_TOO_LARGE {
+        return ApiError::new(StatusCode::PAYLOAD_TOO_LARGE, "too_large", text);
+    }
+    if std::iter::successors(Some(e), |e| e.source())
+        .any(|e| e.is::<tower_http::timeout::TimeoutError>())
+    {
+        return ApiError::new(
+            StatusCode::REQUEST_TIMEOUT,
+            "timeout",
+            format!(
+                "the request body stopped arriving (nothing for {} s)",
+                BODY_IDLE.as_secs()
+            ),
+        );
+    }
+    ApiError::bad_request(text)
+}
+
+/// Wraps a request body in an idle timeout ([`BODY_IDLE`]); a request without one (every GET) is
+/// left as it is.
 async fn body_idle_timeout(req: axum::extract::Request) -> axum::extract::Request {
+    use axum::body::HttpBody;
+    if req.body().is_end_stream() {
+        return req;
+    }
     req.map(|b| axum::body::Body::new(tower_http::timeout::TimeoutBody::new(BODY_IDLE, b)))
-}
-
-/// Whether reading the body failed because it stopped arriving ([`body_idle_timeout`]).
-fn timed_out(e: &(dyn std::error::Error + 'static)) -> bool {
-    let mut cur = Some(e);
-    while let Some(err) = cur {
-        if err.is::<tower_http::timeout::TimeoutError>() {
-            return true;
-        }
-        cur = err.source();
-    }
-    false
-}
-
-fn body_timeout() -> ApiError {
-    ApiError::new(
-        StatusCode::REQUEST_TIMEOUT,
-        "timeout",
-        format!(
-            "the request body stopped arriving (nothing for {} s)",
-            BODY_IDLE.as_secs()
-        ),
-    )
-}
-
-/// A JSON request body that must be an object: serde's derived parsers also take an array of the
-/// members by position, which is not the documented form.
-struct Object<T>(T);
-
-impl<'de, T: Deserialize<'de>> Deserialize<'de> for Object<T> {
-    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        proto::json::object(d).map(Object)
-    }
 }
 
 /// Counts every 4xx and 5xx response by status code.
@@ -691,7 +674,7 @@ async fn check_batch(
     State(st): State<AppState>,
     body: Result<Json<Object<BatchCheckRequest>>, JsonRejection>,
 ) -> ApiResult<Json<BatchCheckResponse>> {
-    let Json(Object(req)) = body.map_err(|e| json_rejection(&e))?;
+    let Json(Object(req)) = body.map_err(json_rejection)?;
     if req.questions.len() > MAX_BATCH {
         return Err(ApiError::bad_request(format!(
             "at most {MAX_BATCH} questions per batch; got {}",
@@ -1391,7 +1374,7 @@ async fn dial_peer(
     State(st): State<AppState>,
     body: Result<Json<Object<DialRequest>>, JsonRejection>,
 ) -> ApiResult<StatusCode> {
-    let Json(Object(req)) = body.map_err(|e| json_rejection(&e))?;
+    let Json(Object(req)) = body.map_err(json_rejection)?;
     let addr: libp2p::Multiaddr = req
         .addr
         .parse()

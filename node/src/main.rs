@@ -322,15 +322,16 @@ fn check(data_dir: Option<PathBuf>, rebuild: bool) -> Result<u64, CheckFailure> 
                 unreadable_message(&e)
             )))
         }
-        Err(e @ node::store::StoreError::Corrupt { .. }) => {
-            return Err(CheckFailure::Damaged(
-                anyhow::Error::from(e).context(format!("opening the store in {}", dir.display())),
-            ))
-        }
         Err(e) => {
-            return Err(CheckFailure::Cannot(
-                anyhow::Error::from(e).context(format!("opening the store in {}", dir.display())),
-            ))
+            // Records that do not decode are damage; a lock, a format or an I/O error is not.
+            let damaged = matches!(e, node::store::StoreError::Corrupt { .. });
+            let e =
+                anyhow::Error::from(e).context(format!("opening the store in {}", dir.display()));
+            return Err(if damaged {
+                CheckFailure::Damaged(e)
+            } else {
+                CheckFailure::Cannot(e)
+            });
         }
     };
     check_open(&store, rebuild).map_err(CheckFailure::Damaged)

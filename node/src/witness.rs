@@ -181,28 +181,22 @@ impl Witness {
     /// `Err(Err(..))`.
     pub fn add_checkpoint(&self, body: &[u8]) -> Result<String, Result<WitnessError, StoreError>> {
         let req = AddCheckpoint::parse(body).map_err(Ok)?;
-        // A witness does not cosign its own log: that would add a signature but no assurance.
-        let own = format!(
-            "{}{}",
-            proto::witness::NODE_ORIGIN_PREFIX,
-            self.key.public_key()
-        );
-        if req.checkpoint.lines().next() == Some(own.as_str()) {
-            return Err(Ok(WitnessError::OwnLog));
-        }
+        let own = self.key.public_key();
         let _guard = self.lock.lock().unwrap_or_else(|p| p.into_inner());
         let mut held_note: Option<String> = None;
         let mut held: Option<Held> = None;
         let mut storage: Option<StoreError> = None;
-        let checked = check_add(&req, |origin| match self.store.witness_held(origin) {
-            Ok(n) => {
-                held = n.as_deref().and_then(held_of);
-                held_note = n;
-                held.clone()
-            }
-            Err(e) => {
-                storage = Some(e);
-                None
+        let checked = check_add(&req, Some(&own), |origin| {
+            match self.store.witness_held(origin) {
+                Ok(n) => {
+                    held = n.as_deref().and_then(held_of);
+                    held_note = n;
+                    held.clone()
+                }
+                Err(e) => {
+                    storage = Some(e);
+                    None
+                }
             }
         });
         if let Some(e) = storage {

@@ -77,6 +77,15 @@ impl Verdict {
             _ => Verdict::Deny,
         }
     }
+
+    /// The verdict's name, as in JSON: `allow`, `deny` or `unknown`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Verdict::Allow => "allow",
+            Verdict::Deny => "deny",
+            Verdict::Unknown => "unknown",
+        }
+    }
 }
 
 /// One consent question.

@@ -117,19 +117,14 @@ pub fn verify_decision(
         let seq = |s: Option<u64>| s.map_or_else(|| "none".to_owned(), |s| s.to_string());
         let hash =
             |h: Option<crate::keys::Hash>| h.map_or_else(|| "none".to_owned(), |h| h.to_string());
-        let verdict = |v: Verdict| match v {
-            Verdict::Allow => "allow",
-            Verdict::Deny => "deny",
-            Verdict::Unknown => "unknown",
-        };
         return Err(EvidenceError::Decision(format!(
             "the chain gives {} {} (deciding seq {}, hash {}); the record says {} {} (seq {}, \
              hash {})",
-            verdict(Verdict::from_status(decision.status)),
+            Verdict::from_status(decision.status).as_str(),
             decision.status.dpv(),
             seq(decision.seq),
             hash(decision.hash),
-            verdict(record.decision),
+            record.decision.as_str(),
             record.status,
             seq(record.seq),
             hash(record.hash),

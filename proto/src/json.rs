@@ -282,18 +282,22 @@ pub fn object<'de, D: Deserializer<'de>, T: Deserialize<'de>>(d: D) -> Result<T,
     d.deserialize_map(ObjectOnly::<T>(PhantomData))
 }
 
+/// A `T` that deserializes from a JSON object only (see [`object`]); for request bodies.
+#[derive(Debug)]
+pub struct Object<T>(pub T);
+
+impl<'de, T: Deserialize<'de>> Deserialize<'de> for Object<T> {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        object(d).map(Object)
+    }
+}
+
 /// Deserializes a list of `T`, each from a JSON object only (see [`object`]).
 ///
 /// # Errors
 /// The deserializer's error when the input is not a list of objects that parse as `T`.
 pub fn objects<'de, D: Deserializer<'de>, T: Deserialize<'de>>(d: D) -> Result<Vec<T>, D::Error> {
-    struct Item<T>(T);
-    impl<'de, T: Deserialize<'de>> Deserialize<'de> for Item<T> {
-        fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-            object(d).map(Item)
-        }
-    }
-    Vec::<Item<T>>::deserialize(d).map(|v| v.into_iter().map(|i| i.0).collect())
+    Vec::<Object<T>>::deserialize(d).map(|v| v.into_iter().map(|o| o.0).collect())
 }
 
 /// The `notice` member: an object, or `null` (absent).

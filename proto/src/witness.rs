@@ -297,19 +297,25 @@ pub struct Held {
 }
 
 /// Checks an add-checkpoint request against what the witness holds for the origin
-/// (`held(origin)`), following C2SP tlog-witness. On success returns the checkpoint and its
-/// parsed note, which the witness must store (atomically with the check) before it cosigns.
+/// (`held(origin)`), following C2SP tlog-witness. `own` is the witness's own log key, if it runs
+/// a log: a witness does not cosign its own log (check 3 of docs/PROTOCOL.md section 17.4). On
+/// success returns the checkpoint and its parsed note, which the witness must store (atomically
+/// with the check) before it cosigns.
 ///
 /// # Errors
 /// [`WitnessError`], in the order of the C2SP checks.
 pub fn check_add(
     req: &AddCheckpoint,
+    own: Option<&PublicKey>,
     held: impl FnOnce(&str) -> Option<Held>,
 ) -> Result<(Checkpoint, Note), WitnessError> {
     let note = Note::parse(&req.checkpoint).map_err(|e| WitnessError::BadRequest(e.to_string()))?;
     let cp =
         Checkpoint::from_text(&note.text).map_err(|e| WitnessError::BadRequest(e.to_string()))?;
     let v = log_verifier(&cp.origin).ok_or(WitnessError::UnknownOrigin)?;
+    if own == Some(&v.key) {
+        return Err(WitnessError::OwnLog);
+    }
     note.verify(&v)
         .map_err(|e| WitnessError::Forbidden(e.to_string()))?;
     if req.old > cp.size {
@@ -599,7 +605,13 @@ mod tests {
             proof: vec![],
             checkpoint: signed(3, 1),
         };
-        let (cp, _) = check_add(&first, |_| None).expect("first");
+        // A witness does not cosign its own log (check 3); another witness does.
+        assert_eq!(
+            check_add(&first, Some(&log_key().public_key()), |_| None),
+            Err(WitnessError::OwnLog)
+        );
+        let other = SecretKey::from_seed([0x77; 32]).public_key();
+        let (cp, _) = check_add(&first, Some(&other), |_| None).expect("first");
         assert_eq!(cp.size, 3);
         let held = held_of(&first.checkpoint);
         // A consistent extension with the right old size.
@@ -608,14 +620,14 @@ mod tests {
             proof: merkle::consistency_proof(&leaves(8, 1)[..], 3, 8).expect("proof"),
             checkpoint: signed(8, 1),
         };
-        check_add(&next, |_| Some(held.clone())).expect("extension");
+        check_add(&next, None, |_| Some(held.clone())).expect("extension");
         // Wrong old size: 409 with the held size.
         let stale = AddCheckpoint {
             old: 0,
             ..next.clone()
         };
         assert_eq!(
-            check_add(&stale, |_| Some(held.clone())),
+            check_add(&stale, None, |_| Some(held.clone())),
             Err(WitnessError::SizeConflict(3))
         );
         // A proof towards another history: 422.
@@ -625,7 +637,7 @@ mod tests {
             checkpoint: signed(8, 2),
         };
         assert_eq!(
-            check_add(&forked, |_| Some(held.clone())),
+            check_add(&forked, None, |_| Some(held.clone())),
             Err(WitnessError::BadProof)
         );
         // Same size, other root: a split view.
@@ -635,7 +647,7 @@ mod tests {
             checkpoint: signed(3, 2),
         };
         assert_eq!(
-            check_add(&split, |_| Some(held.clone())),
+            check_add(&split, None, |_| Some(held.clone())),
             Err(WitnessError::RootConflict)
         );
         // A held empty tree is extended without a proof.
@@ -646,6 +658,7 @@ mod tests {
                 proof: vec![],
                 checkpoint: signed(3, 1),
             },
+            None,
             |_| Some(empty.clone()),
         )
         .expect("from size 0");
@@ -656,7 +669,7 @@ mod tests {
             checkpoint: signed(8, 1),
         };
         assert!(matches!(
-            check_add(&backwards, |_| None),
+            check_add(&backwards, None, |_| None),
             Err(WitnessError::BadRequest(_))
         ));
         // Unknown origin: 404; a signature by another key: 403.
@@ -674,7 +687,10 @@ mod tests {
             proof: vec![],
             checkpoint: foreign,
         };
-        assert_eq!(check_add(&r, |_| None), Err(WitnessError::UnknownOrigin));
+        assert_eq!(
+            check_add(&r, None, |_| None),
+            Err(WitnessError::UnknownOrigin)
+        );
         let forged = Checkpoint {
             origin: origin(),
             size: 1,
@@ -690,7 +706,7 @@ mod tests {
             checkpoint: forged,
         };
         assert!(matches!(
-            check_add(&r, |_| None),
+            check_add(&r, None, |_| None),
             Err(WitnessError::Forbidden(_))
         ));
     }

@@ -669,3 +669,11 @@ fn verify_chain_applies_the_form_rules_to_in_memory_entries() {
         })
     ));
 }
+
+#[test]
+fn verdict_names_are_their_json_names() {
+    use proto::api::Verdict;
+    for v in [Verdict::Allow, Verdict::Deny, Verdict::Unknown] {
+        assert_eq!(serde_json::to_value(v).expect("json"), v.as_str());
+    }
+}

@@ -135,17 +135,18 @@ fn build() -> Value {
     // Fork proofs: the canonical one above, more valid ones, and one per failing rule of section
     // 11 (built with a plain encoder of section 11.2, which neither orders nor checks).
     let fork_bytes = |a: &Entry, b: &Entry, history: &[&Entry]| {
-        let mut out = vec![1u8];
-        for e in [a, b] {
+        // Each entry with its u16 length, in section 11.2's order.
+        let push = |out: &mut Vec<u8>, e: &Entry| {
             let bytes = e.to_bytes();
             out.extend_from_slice(&u16::try_from(bytes.len()).expect("short").to_be_bytes());
             out.extend_from_slice(&bytes);
-        }
+        };
+        let mut out = vec![1u8];
+        push(&mut out, a);
+        push(&mut out, b);
         out.push(u8::try_from(history.len()).expect("few"));
         for e in history {
-            let bytes = e.to_bytes();
-            out.extend_from_slice(&u16::try_from(bytes.len()).expect("short").to_be_bytes());
-            out.extend_from_slice(&bytes);
+            push(&mut out, e);
         }
         out
     };

@@ -96,7 +96,7 @@ fn answer(body: &str, held: Option<&str>) -> (u16, Option<String>) {
         Ok(r) => r,
         Err(e) => return (e.status(), None),
     };
-    match check_add(&req, |_| held.map(held_of)) {
+    match check_add(&req, None, |_| held.map(held_of)) {
         Ok((_, note)) => {
             let w = SecretKey::from_seed(WITNESS_SEED);
             let c = Cosigner::of_key(w.public_key());

@@ -84,12 +84,7 @@ pub fn run(ctx: &Ctx, q: &Question<'_>) -> Result<Report> {
         .then(|| verify(&r, trusted.as_ref()))
         .transpose()
         .map_err(|e| Error::Unverified(format!("the decision record of the answer: {e}")))?;
-    let word = match r.decision {
-        Verdict::Allow => "allow",
-        Verdict::Deny => "deny",
-        Verdict::Unknown => "unknown",
-    };
-    let mut text = format!("{word}: {} for {purpose}", r.status);
+    let mut text = format!("{}: {} for {purpose}", r.decision.as_str(), r.status);
     match (r.seq, r.hash) {
         (Some(seq), Some(hash)) => text.push_str(&format!(" (decided by seq {seq}, entry {hash})")),
         _ if r.status == "forked" => text.push_str(

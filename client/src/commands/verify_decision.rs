@@ -106,10 +106,7 @@ pub fn run(ctx: &Ctx, file: &Path, vkey: Option<&str>) -> Result<Report> {
         .and_then(|e| e.head_inclusion.as_ref())
         .map(|i| i.log_index);
     let alias = ctx.alias_of(&record.controller);
-    let word = serde_json::to_value(record.decision)
-        .ok()
-        .and_then(|v| v.as_str().map(str::to_owned))
-        .unwrap_or_default();
+    let word = record.decision.as_str();
     let decided = match (record.seq, record.hash) {
         (Some(seq), Some(hash)) => format!("seq {seq}, entry {hash}"),
         _ if record.status == "forked" => {
