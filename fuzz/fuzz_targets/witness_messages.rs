@@ -14,7 +14,7 @@ fuzz_target!(|data: &[u8]| {
             data,
             "add-checkpoint bodies are canonical"
         );
-        let _ = check_add(&req, |_| None);
+        let _ = check_add(&req, None, |_| None);
     }
     if let Ok(text) = std::str::from_utf8(data) {
         if let Ok(n) = Note::parse(text) {
